@@ -1,0 +1,176 @@
+"""Reading audio: paths, bytes or arrays in, 16 kHz mono float32 out."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+
+from .config import SAMPLE_RATE
+
+AudioInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+"""A file path, the bytes of an audio file, or an array of samples (with its sample rate).
+Arrays are (samples,), (samples, channels) or (channels, samples) with at most 16 channels."""
+
+AudioProblem = Literal["not_found", "type", "empty", "decode", "sample_rate", "non_finite", "too_short", "too_long"]
+
+MIN_SAMPLE_RATE = 1000  # Hz; below this an array's rate is surely a mistake
+MAX_SAMPLE_RATE = 768000  # Hz; the highest rate common hardware records
+_MAX_CHANNELS = 16
+
+
+class AudioError(ValueError):
+    """Audio that cannot be analysed. `problem` says which check failed; the message says how to fix it."""
+
+    def __init__(self, problem: AudioProblem, message: str):
+        super().__init__(message)
+        self.problem = problem
+
+
+def load_audio(
+    audio: AudioInput,
+    *,
+    sample_rate: int | None = None,
+    max_duration_s: float | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decodes and converts audio to 16 kHz mono float32.
+
+    Args:
+        audio: a path (anything libsndfile reads: wav, flac, ogg, mp3, ...), the bytes of such a file,
+            or a NumPy array / torch tensor of samples.
+        sample_rate: the rate of an array, in Hz. Required for arrays; ignored for files and bytes.
+        max_duration_s: refuse audio longer than this, checked before decoding where possible.
+        name: how to call the audio in error messages (defaults to the path).
+
+    Returns:
+        waveform (N,) float32 at 16 kHz.
+
+    Raises:
+        AudioError: empty, undecodable, non-finite, too long, or of an unsupported type or rate.
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        wav, sr = _read_path(Path(audio), max_duration_s)
+        name = name or str(audio)
+    elif isinstance(audio, (bytes, bytearray, memoryview)):
+        name = name or "audio bytes"
+        wav, sr = _read_bytes(bytes(audio), name, max_duration_s)
+    else:
+        name = name or "audio array"
+        wav = _as_array(audio, name)
+        if sample_rate is None:
+            raise AudioError("sample_rate", f"{name}: an array needs its sample rate; pass sample_rate=16000 (or its rate)")
+        sr = _check_rate(sample_rate, name)
+    return _to_model_input(wav, sr, name, max_duration_s)
+
+
+def _check_rate(sample_rate: Any, name: str) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
+        raise AudioError("sample_rate", f"{name}: sample_rate must be a number of Hz, got {sample_rate!r}")
+    if float(sample_rate) != int(sample_rate) or not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            "sample_rate",
+            f"{name}: sample_rate={sample_rate!r} Hz is not a usable rate; "
+            f"give the true rate of the samples, an integer between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}",
+        )
+    return int(sample_rate)
+
+
+def _read_path(path: Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+    if not path.exists():
+        raise AudioError("not_found", f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+    if path.is_dir():
+        raise AudioError("not_found", f"{path} is a directory; give an audio file inside it")
+    if path.stat().st_size == 0:
+        raise AudioError("empty", f"{path} is an empty file (0 bytes); record or export the audio again")
+    with open(path, "rb") as f:
+        return _decode(f, str(path), max_duration_s)
+
+
+def _read_bytes(data: bytes, name: str, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+    if not data:
+        raise AudioError("empty", f"{name}: no bytes were given; send the contents of an audio file")
+    return _decode(io.BytesIO(data), name, max_duration_s)
+
+
+def _decode(f: Any, name: str, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(f) as snd:
+            sr = snd.samplerate
+            if max_duration_s is not None and snd.frames > 0 and snd.frames / sr > max_duration_s:
+                raise _too_long(name, snd.frames / sr, max_duration_s)
+            wav = snd.read(dtype="float32", always_2d=True)
+    except sf.LibsndfileError as e:
+        raise AudioError(
+            "decode",
+            f"{name}: cannot decode audio ({e}); give a WAV, FLAC, OGG/Opus or MP3 file, "
+            "or convert it first (e.g. `ffmpeg -i in.m4a out.wav`)",
+        ) from e
+    except (RuntimeError, TypeError) as e:  # soundfile raises these for some malformed headers
+        raise AudioError("decode", f"{name}: cannot decode audio ({e}); the file may be truncated or not audio") from e
+    return wav, sr
+
+
+def _as_array(audio: Any, name: str) -> np.ndarray:
+    if type(audio).__module__.startswith("torch"):
+        audio = audio.detach().cpu().float().numpy()
+    if not isinstance(audio, np.ndarray):
+        raise AudioError(
+            "type",
+            f"{name}: expected a file path, the bytes of an audio file, or a NumPy array of samples; "
+            f"got {type(audio).__name__}",
+        )
+    if audio.dtype == np.int16:
+        wav = audio.astype(np.float32) / 32768.0
+    elif audio.dtype == np.int32:
+        wav = audio.astype(np.float32) / 2147483648.0
+    elif audio.dtype == np.uint8:
+        wav = (audio.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(audio.dtype, np.floating):
+        wav = audio.astype(np.float32, copy=False)
+    else:
+        raise AudioError("type", f"{name}: samples must be float or int16/int32/uint8 PCM, got dtype {audio.dtype}")
+    if wav.ndim == 1:
+        return wav[:, None]
+    if wav.ndim != 2:
+        raise AudioError("type", f"{name}: expected 1 or 2 dimensions (samples[, channels]), got shape {wav.shape}")
+    # (channels, samples) is told from (samples, channels) by its short first axis.
+    if wav.shape[0] < wav.shape[1] and wav.shape[0] <= _MAX_CHANNELS:
+        wav = wav.T
+    if wav.shape[1] > _MAX_CHANNELS:
+        raise AudioError("type", f"{name}: shape {audio.shape} has more than {_MAX_CHANNELS} channels on either axis")
+    return wav
+
+
+def _to_model_input(wav: np.ndarray, sr: int, name: str, max_duration_s: float | None) -> np.ndarray:
+    """(samples, channels) at `sr` → (samples,) float32 at 16 kHz, with the content checks."""
+    if wav.shape[0] == 0:
+        raise AudioError("empty", f"{name} holds no samples; record or export the audio again")
+    if max_duration_s is not None and wav.shape[0] / sr > max_duration_s:
+        raise _too_long(name, wav.shape[0] / sr, max_duration_s)
+    if not np.isfinite(wav).all():
+        bad = int((~np.isfinite(wav)).sum())
+        raise AudioError(
+            "non_finite",
+            f"{name} holds {bad} NaN or infinite samples; fix the producer of the audio or replace them "
+            "(e.g. np.nan_to_num) before analysis",
+        )
+    mono = wav.mean(axis=1, dtype=np.float32) if wav.shape[1] > 1 else wav[:, 0]
+    if sr != SAMPLE_RATE:
+        import soxr
+
+        mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _too_long(name: str, duration_s: float, max_duration_s: float) -> AudioError:
+    return AudioError(
+        "too_long",
+        f"{name} lasts {duration_s:.1f} s, over the limit of {max_duration_s:g} s; "
+        "split it, or raise the limit (max_duration_s / --max-duration)",
+    )

@@ -1,0 +1,353 @@
+"""`EmotionRecognizer`: owns the network, its device and weights, and turns audio into analyses."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .audio import AudioError, AudioInput, load_audio
+from .checkpoint import Checkpoint, build_model, read_checkpoint
+from .config import SAMPLE_RATE, default_model
+from .features import log_mel_spectrogram, pad_or_trim
+from .model import MERaLiONSER
+from .results import (
+    DIMENSION_MEANINGS,
+    LANGUAGES,
+    LIMITATIONS,
+    EmotionAnalysis,
+    EmotionReading,
+    ModelInfo,
+    TraceSegment,
+)
+from .vad import SpeechDetector, VadOptions, speech_seconds
+from .windows import plan_trace, plan_windows, weighted_mean
+
+Progress = Callable[[int, int], None]
+"""Called as progress(done, total) with the number of windows read so far."""
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How recordings are analysed. Defaults reproduce the published model's use."""
+
+    trace: bool = False  # also read windows of `window_s` every `hop_s`
+    window_s: float = 2.0  # trace window, seconds (the paper's fine-grained segments)
+    hop_s: float = 1.0  # trace hop, seconds
+    max_window_s: float = 30.0  # longer audio is split at pauses into windows of at most this many seconds
+    min_duration_s: float = 0.5  # shorter audio is refused as too short to judge
+    max_duration_s: float = 3600.0  # longer audio is refused before decoding
+    min_confidence: float = 0.5  # readings whose top probability is below this are flagged uncertain
+    min_speech_ratio: float = 0.25  # trace windows with less speech are marked non-speech and not read
+    batch_size: int = 8  # windows per forward pass
+    vad: VadOptions = field(default_factory=VadOptions)  # how speech is told from silence
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_window_s <= 30:
+            raise ValueError(f"max_window_s must be in (0, 30] seconds (the encoder's span), got {self.max_window_s}")
+        if self.window_s <= 0 or self.hop_s <= 0:
+            raise ValueError(f"window_s and hop_s must be positive, got {self.window_s} and {self.hop_s}")
+        if self.window_s > self.max_window_s:
+            raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.min_confidence <= 1 or not 0 <= self.min_speech_ratio <= 1:
+            raise ValueError("min_confidence and min_speech_ratio are fractions in [0, 1]")
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" → CUDA, then Apple MPS, then CPU; anything else is passed to torch.device."""
+    if str(device) != "auto":
+        try:
+            dev = torch.device(device)
+        except RuntimeError as e:
+            raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but CUDA is not available; use --device cpu or auto")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}  # fmt: skip
+
+
+def pick_dtype(device: torch.device, dtype: str | torch.dtype = "auto") -> torch.dtype:
+    """"auto" → bf16 on GPUs that support it, else fp16 on GPU; fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype != "auto":
+        if dtype not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use auto, {', '.join(_DTYPES)}")
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+class EmotionRecognizer:
+    """Reads emotions from speech with MERaLiON-SER-v1 (or a checkpoint of the same network).
+
+    Thread-safe: calls from several threads take turns on the network.
+
+    Example:
+        >>> rec = EmotionRecognizer.from_pretrained()  # MERaLiON/MERaLiON-SER-v1 from the Hub cache
+        >>> rec.analyze("turn.wav").summary.label
+        'neutral'
+    """
+
+    def __init__(
+        self,
+        model: MERaLiONSER,
+        *,
+        model_id: str,
+        random_weights: bool = False,
+        options: AnalysisOptions = AnalysisOptions(),
+    ):
+        self.model = model.eval()
+        self.model_id = model_id
+        self.random_weights = random_weights
+        self.options = options
+        self._param = next(model.parameters())
+        self._vad: SpeechDetector | None = None
+        self._vad_options: VadOptions | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike | None = None,
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        options: AnalysisOptions = AnalysisOptions(),
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+    ) -> "EmotionRecognizer":
+        """Loads a checkpoint from a Hub id or a directory in the published layout.
+
+        Args:
+            model: Hub id or directory; default $EMOTION_TOOL_MODEL, else "MERaLiON/MERaLiON-SER-v1".
+            device: "auto" (CUDA, MPS, CPU), or a torch device string.
+            dtype: "auto" (bf16/fp16 on GPU, fp32 on CPU), or "float32", "float16", "bfloat16".
+            options: analysis defaults for `analyze`.
+            revision, token, cache_dir, local_files_only: passed to the Hub download.
+
+        Raises:
+            CheckpointError: the checkpoint cannot be found or does not fit the network.
+        """
+        ckpt: Checkpoint = read_checkpoint(
+            model if model is not None else default_model(),
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
+        dev = pick_device(device)
+        net = build_model(ckpt, device=dev, dtype=pick_dtype(dev, dtype))
+        return cls(net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.config.labels)
+
+    @property
+    def device(self) -> torch.device:
+        return self._param.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._param.dtype
+
+    def info(self) -> ModelInfo:
+        """What is loaded, for people and assistants."""
+        return ModelInfo(
+            model_id=self.model_id,
+            random_weights=self.random_weights,
+            labels=self.labels,
+            dimensions={d: DIMENSION_MEANINGS.get(d, "0..1") for d in self.model.config.dims},
+            operating_point="published",
+            sample_rate=SAMPLE_RATE,
+            max_window_s=float(self.model.config.features.chunk_length),
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            languages=LANGUAGES,
+            limitations=LIMITATIONS,
+        )
+
+    # --- whole recordings --------------------------------------------------------------------------
+
+    def analyze(
+        self,
+        audio: AudioInput,
+        *,
+        sample_rate: int | None = None,
+        trace: bool | None = None,
+        window_s: float | None = None,
+        hop_s: float | None = None,
+        options: AnalysisOptions | None = None,
+        name: str | None = None,
+        progress: Progress | None = None,
+    ) -> EmotionAnalysis:
+        """Analyses one recording.
+
+        Args:
+            audio: a path, the bytes of an audio file, or an array of samples (then `sample_rate` too).
+            sample_rate: Hz of an array.
+            trace: also read windows of `window_s` every `hop_s` (defaults from `options`).
+            window_s, hop_s: trace window and hop, seconds.
+            options: overrides the recognizer's `AnalysisOptions` for this call.
+            name: how to call the audio in results and errors (defaults to the file name).
+            progress: called as progress(done, total) while windows are read.
+
+        Raises:
+            AudioError: the audio is empty, undecodable, non-finite, too short or too long.
+        """
+        o = options or self.options
+        overrides = {k: v for k, v in (("trace", trace), ("window_s", window_s), ("hop_s", hop_s)) if v is not None}
+        if overrides:
+            o = replace(o, **overrides)
+        if name is None and isinstance(audio, (str, os.PathLike)):
+            name = os.fspath(audio)
+        wav = load_audio(audio, sample_rate=sample_rate, max_duration_s=o.max_duration_s, name=name)
+        duration_s = wav.shape[0] / SAMPLE_RATE
+        if duration_s < o.min_duration_s:
+            raise AudioError(
+                "too_short",
+                f"{name or 'audio'} lasts {duration_s:.2f} s, too short to judge (minimum {o.min_duration_s:g} s); "
+                "send a longer stretch of speech",
+            )
+        speech = self._detector(o.vad).speech_spans(wav)
+        speech_s = speech_seconds(speech, 0, wav.shape[0])
+        warnings: list[str] = []
+        if not speech:
+            warnings.append("No speech was detected; the reading describes non-speech sound and means little.")
+
+        windows = plan_windows(wav.shape[0], speech, max_window_s=o.max_window_s)
+        weights = [speech_seconds(speech, s, e) for s, e in windows]
+        if sum(weights) > 0:  # windows without speech carry no weight: do not read them
+            windows = [w for w, wt in zip(windows, weights) if wt > 0]
+            weights = [wt for wt in weights if wt > 0]
+        trace_windows = plan_trace(wav.shape[0], window_s=o.window_s, hop_s=o.hop_s) if o.trace else []
+        trace_ratio = [speech_seconds(speech, s, e) / ((e - s) / SAMPLE_RATE) for s, e in trace_windows]
+        trace_read = [w for w, r in zip(trace_windows, trace_ratio) if r >= o.min_speech_ratio]
+
+        spans = windows + trace_read
+        probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=o.batch_size, progress=progress)
+
+        def reading(i: int) -> EmotionReading:
+            s, e = spans[i]
+            return EmotionReading.from_outputs(
+                probs[i], dims[i], labels=self.labels, start_s=s / SAMPLE_RATE, end_s=e / SAMPLE_RATE,
+                min_confidence=o.min_confidence,
+            )  # fmt: skip
+
+        n = len(windows)
+        summary = EmotionReading.from_outputs(
+            weighted_mean(probs[:n], weights),
+            weighted_mean(dims[:n], weights),
+            labels=self.labels,
+            start_s=0.0,
+            end_s=duration_s,
+            min_confidence=o.min_confidence,
+        )
+        read_at = {span: n + j for j, span in enumerate(trace_read)}
+        segments = [
+            TraceSegment(
+                start_s=s / SAMPLE_RATE,
+                end_s=e / SAMPLE_RATE,
+                speech_ratio=min(1.0, ratio),
+                is_speech=(s, e) in read_at,
+                reading=reading(read_at[(s, e)]) if (s, e) in read_at else None,
+            )
+            for (s, e), ratio in zip(trace_windows, trace_ratio)
+        ]
+        if duration_s < 1.0:
+            warnings.append(f"The audio lasts only {duration_s:.2f} s; readings of clips under 1 s are unreliable.")
+        if self.random_weights:
+            warnings.append("This checkpoint has random weights (a test model): the readings mean nothing.")
+        return EmotionAnalysis(
+            summary=summary,
+            windows=[reading(i) for i in range(n)],
+            segments=segments,
+            duration_s=duration_s,
+            speech_s=speech_s,
+            speech_ratio=speech_s / duration_s,
+            trace_window_s=o.window_s if o.trace else None,
+            trace_hop_s=o.hop_s if o.trace else None,
+            source=os.path.basename(name) if name else None,
+            model_id=self.model_id,
+            random_weights=self.random_weights,
+            operating_point="published",
+            labels=self.labels,
+            warnings=warnings,
+        )
+
+    # --- windows -----------------------------------------------------------------------------------
+
+    def classify_batch(
+        self, waveforms: Sequence[np.ndarray], *, min_confidence: float | None = None
+    ) -> list[EmotionReading]:
+        """Reads each 16 kHz mono waveform of at most 30 s as one padded window (the published operating point).
+
+        Readings' times run from 0 to each waveform's length; callers shift them into their stream.
+        """
+        limit = self.model.config.features.n_samples
+        for i, w in enumerate(waveforms):
+            if w.ndim != 1 or w.shape[0] == 0 or w.shape[0] > limit:
+                raise AudioError(
+                    "type", f"waveform {i} has shape {w.shape}; classify_batch takes 1-D waveforms of 1..{limit} samples"
+                )
+        probs, dims = self._read(list(waveforms), batch_size=self.options.batch_size)
+        threshold = self.options.min_confidence if min_confidence is None else min_confidence
+        return [
+            EmotionReading.from_outputs(
+                p, d, labels=self.labels, start_s=0.0, end_s=w.shape[0] / SAMPLE_RATE, min_confidence=threshold
+            )
+            for p, d, w in zip(probs, dims, waveforms)
+        ]
+
+    def _read(
+        self, chunks: list[np.ndarray], *, batch_size: int, progress: Progress | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (n, num_emotions) and dims (n, 3) of 16 kHz chunks, each padded to one window."""
+        features_cfg = self.model.config.features
+        probs = np.zeros((len(chunks), self.model.config.num_emotions), dtype=np.float32)
+        dims = np.zeros((len(chunks), len(self.model.config.dims)), dtype=np.float32)
+        for start in range(0, len(chunks), batch_size):
+            batch = np.stack([pad_or_trim(c, features_cfg.n_samples) for c in chunks[start : start + batch_size]])
+            with self._lock, torch.inference_mode():
+                feats = log_mel_spectrogram(torch.from_numpy(batch).to(self.device), features_cfg)
+                out = self.model(feats.to(self.dtype))
+                probs[start : start + len(batch)] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                dims[start : start + len(batch)] = out.dims.float().cpu().numpy()
+            if progress is not None:
+                progress(start + len(batch), len(chunks))
+        return probs, dims
+
+    def _detector(self, options: VadOptions) -> SpeechDetector:
+        with self._lock:
+            if self._vad is None or self._vad_options != options:
+                self._vad = SpeechDetector(options)
+                self._vad_options = options
+            return self._vad
+
+    def __repr__(self) -> str:
+        note = ", random weights" if self.random_weights else ""
+        return f"EmotionRecognizer({self.model_id!r}, device={self.device}, dtype={self.dtype}{note})"

@@ -1,0 +1,68 @@
+"""Voice activity detection with silero-vad (its wheel ships the model; nothing is downloaded)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """How speech is told from silence."""
+
+    threshold: float = 0.5  # speech probability above which a 32-ms frame counts as speech
+    min_speech_ms: int = 250  # shorter bursts are ignored
+    min_silence_ms: int = 100  # shorter pauses do not split speech
+    speech_pad_ms: int = 30  # added to both ends of each speech span
+
+
+def import_silero_vad() -> Any:
+    """Imports silero_vad, undoing the `torch.set_num_threads(1)` it runs at import time."""
+    threads = torch.get_num_threads()
+    try:
+        import silero_vad
+    except ImportError as e:
+        raise RuntimeError("voice activity detection requires silero-vad; pip install silero-vad") from e
+    finally:
+        torch.set_num_threads(threads)
+    return silero_vad
+
+
+class SpeechDetector:
+    """Finds speech spans in a 16 kHz waveform. Holds its own silero model; one call at a time."""
+
+    def __init__(self, options: VadOptions = VadOptions()):
+        self.options = options
+        self._silero = import_silero_vad()
+        self._model = self._silero.load_silero_vad()
+        self._lock = threading.Lock()
+
+    def speech_spans(self, waveform: np.ndarray) -> list[tuple[int, int]]:
+        """Speech in `waveform` (N,) float32 at 16 kHz, as [start, end) sample indices in time order."""
+        o = self.options
+        with self._lock, torch.inference_mode():
+            spans = self._silero.get_speech_timestamps(
+                torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)),
+                self._model,
+                threshold=o.threshold,
+                sampling_rate=SAMPLE_RATE,
+                min_speech_duration_ms=o.min_speech_ms,
+                min_silence_duration_ms=o.min_silence_ms,
+                speech_pad_ms=o.speech_pad_ms,
+            )
+            self._model.reset_states()
+        return [(int(s["start"]), int(s["end"])) for s in spans]
+
+
+def speech_seconds(spans: list[tuple[int, int]], start: int, end: int) -> float:
+    """Seconds of speech that `spans` (sample indices) put inside [start, end)."""
+    total = 0
+    for s, e in spans:
+        total += max(0, min(e, end) - max(s, start))
+    return total / SAMPLE_RATE
