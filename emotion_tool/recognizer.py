@@ -49,8 +49,8 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if not 0 < self.max_window_s <= 30:
             raise ValueError(f"max_window_s must be in (0, 30] seconds (the encoder's span), got {self.max_window_s}")
-        if self.window_s <= 0 or self.hop_s <= 0:
-            raise ValueError(f"window_s and hop_s must be positive, got {self.window_s} and {self.hop_s}")
+        if not 0 < self.hop_s <= self.window_s:
+            raise ValueError(f"need 0 < hop_s <= window_s (a trace without gaps), got window_s={self.window_s}, hop_s={self.hop_s}")
         if self.window_s > self.max_window_s:
             raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
         if self.batch_size < 1:

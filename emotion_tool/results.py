@@ -134,3 +134,24 @@ LIMITATIONS = [
     "Weak on languages outside its training set (e.g. Vietnamese).",
     "It hears how something is said, not what is said: combine it with the words.",
 ]
+
+
+class UtteranceReading(BaseModel):
+    """One utterance of a live stream and its reading, as the streaming analyzer produces them.
+
+    Times are seconds in the stream (from its first sample, dropped audio included), in the
+    utterance and in its `reading` alike.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(description="Utterance number in the stream, from 0; interim readings share their utterance's")
+    start_s: float = Field(description="Start of the utterance in the stream, seconds (speech padding included)")
+    end_s: float = Field(description="End of the utterance in the stream, seconds; for an interim reading, so far")
+    reading: EmotionReading = Field(description="The model's reading of the utterance, with the same stream times")
+    interim: bool = Field(default=False, description="True for a reading of an utterance still in progress")
+    cut: bool = Field(
+        default=False,
+        description="True when the utterance reached the maximum length and was cut; the speech goes on in the next",
+    )
+    latency_s: float = Field(description="Seconds from the utterance closing (its audio fed) to its reading being ready")

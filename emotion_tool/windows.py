@@ -60,12 +60,12 @@ def _gaps(n_samples: int, speech: Sequence[Span]) -> list[Span]:
 
 
 def plan_trace(n_samples: int, *, window_s: float, hop_s: float) -> list[Span]:
-    """Windows of `window_s` every `hop_s` covering the audio; the last one ends at the audio's end.
+    """Windows of `window_s` every `hop_s` (hop ≤ window) covering the audio; the last one ends at its end.
 
     Audio shorter than one window gives one window over all of it.
     """
-    if window_s <= 0 or hop_s <= 0:
-        raise ValueError(f"window_s and hop_s must be positive, got window_s={window_s}, hop_s={hop_s}")
+    if not 0 < hop_s <= window_s:
+        raise ValueError(f"need 0 < hop_s <= window_s so that the trace has no gaps, got window_s={window_s}, hop_s={hop_s}")
     win = int(round(window_s * SAMPLE_RATE))
     hop = int(round(hop_s * SAMPLE_RATE))
     count = 1 if n_samples <= win else math.ceil((n_samples - win) / hop) + 1

@@ -1,0 +1,221 @@
+"""`emotion-tool`: analyse speech files from the command line.
+
+    emotion-tool analyze clip.wav [--trace] [--format table|json|jsonl] [--plot trace.png]
+    emotion-tool info
+
+Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
+
+PROG = "emotion-tool"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"Hub id or checkpoint directory (default: ${MODEL_ENV_VAR} or {DEFAULT_MODEL_ID})",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
+    p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Emotions and valence/arousal/dominance from speech.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("analyze", help="analyse audio files", description="Analyse one or more audio files.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (wav, flac, ogg, mp3, ...)")
+    _add_model_args(p)
+    p.add_argument("--trace", action="store_true", help="also read windows of --window-s every --hop-s")
+    p.add_argument("--window-s", type=float, default=2.0, help="trace window, seconds (default 2.0)")
+    p.add_argument("--hop-s", type=float, default=1.0, help="trace hop, seconds (default 1.0)")
+    p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="flag readings below this as uncertain")
+    p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    p.set_defaults(func=_analyze)
+
+    p = sub.add_parser("info", help="show the model, its labels and the device")
+    _add_model_args(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser(
+        "random-model",
+        help="write a random-weight checkpoint (for tests and benchmarks; its readings mean nothing)",
+    )
+    p.add_argument("directory", type=Path)
+    p.add_argument("--size", choices=("tiny", "medium"), default="tiny", help="tiny, or the published sizes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_random_model)
+    return parser
+
+
+def _load(args: argparse.Namespace, options=None):
+    from .recognizer import AnalysisOptions, EmotionRecognizer
+
+    return EmotionRecognizer.from_pretrained(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        options=options or AnalysisOptions(),
+        local_files_only=args.offline,
+    )
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .audio import AudioError
+    from .recognizer import AnalysisOptions
+
+    options = AnalysisOptions(
+        trace=args.trace,
+        window_s=args.window_s,
+        hop_s=args.hop_s,
+        min_confidence=args.min_confidence,
+        max_duration_s=args.max_duration,
+        batch_size=args.batch_size,
+    )
+    rec = _load(args, options)
+    if rec.random_weights:
+        print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
+    results, failed = [], 0
+    for path in tqdm(args.paths, desc="files", unit="file", disable=None if len(args.paths) > 1 else True, file=sys.stderr):
+        bar = tqdm(desc=Path(path).name, unit="window", leave=False, disable=None, file=sys.stderr)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            analysis = rec.analyze(path, progress=progress)
+        except AudioError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        finally:
+            bar.close()
+        results.append(analysis)
+        if args.format == "jsonl":
+            print(analysis.model_dump_json(), flush=True)
+        if args.plot:
+            from .plot import plot_trace
+
+            target = Path(args.plot)
+            if len(args.paths) > 1:
+                target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix or '.png'}")
+            plot_trace(analysis, target)
+            print(f"{PROG}: plot written to {target}", file=sys.stderr)
+    if args.format == "json" and results:
+        if len(args.paths) == 1:
+            print(results[0].model_dump_json(indent=2))
+        else:
+            print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    elif args.format == "table" and results:
+        _print_tables(results)
+    return 1 if failed else 0
+
+
+def _print_tables(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Emotion", title_justify="left")
+    for col in ("file", "duration", "speech", "emotion", "confidence", "valence", "arousal", "dominance"):
+        table.add_column(col, justify="left" if col in ("file", "emotion") else "right")
+    for a in results:
+        s = a.summary
+        table.add_row(
+            a.source or "-",
+            f"{a.duration_s:.1f} s",
+            f"{a.speech_ratio:.0%}",
+            f"{s.label}{' (uncertain)' if s.uncertain else ''}",
+            f"{s.confidence:.2f}",
+            f"{s.valence:.2f}",
+            f"{s.arousal:.2f}",
+            f"{s.dominance:.2f}",
+        )
+    console.print(table)
+    for a in results:
+        probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(a.summary.probabilities.items(), key=lambda kv: -kv[1]))
+        console.print(f"[bold]{a.source}[/bold]  {probs}")
+        for w in a.warnings:
+            console.print(f"  [yellow]note:[/yellow] {w}")
+        if a.segments:
+            t = Table(
+                title=f"{a.source}: trace ({a.trace_window_s:g} s windows, {a.trace_hop_s:g} s hop)",
+                title_justify="left",
+                caption="? = uncertain",
+                caption_justify="left",
+            )
+            for col in ("start", "end", "speech", "emotion", "conf.", "val.", "aro.", "dom."):
+                t.add_column(col, justify="left" if col == "emotion" else "right")
+            for seg in a.segments:
+                r = seg.reading
+                cells = (
+                    [r.label + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", f"{r.valence:.2f}", f"{r.arousal:.2f}", f"{r.dominance:.2f}"]
+                    if r
+                    else ["(no speech)", "", "", "", ""]
+                )
+                t.add_row(f"{seg.start_s:.1f}", f"{seg.end_s:.1f}", f"{seg.speech_ratio:.0%}", *cells)
+            console.print(t)
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = _load(args).info()
+    if args.format == "json":
+        print(info.model_dump_json(indent=2))
+        return 0
+    print(f"model       {info.model_id}{'  (RANDOM WEIGHTS: readings mean nothing)' if info.random_weights else ''}")
+    print(f"labels      {', '.join(info.labels)}")
+    for dim, meaning in info.dimensions.items():
+        print(f"{dim:<12}{meaning}")
+    print(f"device      {info.device} ({info.dtype})")
+    print(f"parameters  {info.parameters:,}")
+    print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s, zero-padded to {info.max_window_s:g} s")
+    return 0
+
+
+def _random_model(args: argparse.Namespace) -> int:
+    from .testing import SIZES, save_random_checkpoint
+
+    out = save_random_checkpoint(args.directory, config=SIZES[args.size], seed=args.seed)
+    print(f"wrote a {args.size} checkpoint with RANDOM weights to {out} (for tests and benchmarks; readings mean nothing)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .audio import AudioError
+    from .checkpoint import CheckpointError
+
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (AudioError, CheckpointError, ValueError, RuntimeError) as e:
+        if os.environ.get("EMOTION_TOOL_DEBUG"):
+            raise
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
