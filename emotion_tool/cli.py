@@ -2,6 +2,7 @@
 
     emotion-tool analyze clip.wav [--trace] [--format table|json|jsonl] [--plot trace.png]
     emotion-tool info
+    emotion-tool agree clip.wav           # deviation and speed-up of the fast operating points
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
 """
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .agreement import FAST_POINTS
 from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
 
 PROG = "emotion-tool"
@@ -29,6 +31,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
     p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8: dynamically quantized linear layers on the CPU (a fast operating point)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float, default=0.5, help="flag readings below this as uncertain")
     p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
+    fast.add_argument("--context", choices=("padded", "trimmed"), default="padded",
+                      help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)")
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default="windows",
+                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=_analyze)
+
+    p = sub.add_parser(
+        "agree",
+        help="measure how far the fast operating points move readings, on your audio and weights",
+        description="Analyse audio at the published operating point and at each fast one; report the "
+        "deviations (max probability difference, label agreement, mean dim difference) and speed-ups.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files")
+    _add_model_args(p)
+    p.add_argument("--points", default=",".join(FAST_POINTS), help=f"comma-separated (default {','.join(FAST_POINTS)})")
+    p.add_argument("--window-s", type=float, default=2.0, help="trace window for shared-encoder, seconds")
+    p.add_argument("--hop-s", type=float, default=1.0, help="trace hop for shared-encoder, seconds")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_agree)
 
     p = sub.add_parser("info", help="show the model, its labels and the device")
     _add_model_args(p)
@@ -73,6 +96,7 @@ def _load(args: argparse.Namespace, options=None):
         dtype=args.dtype,
         options=options or AnalysisOptions(),
         local_files_only=args.offline,
+        quantize=getattr(args, "quantize", None),
     )
 
 
@@ -89,8 +113,13 @@ def _analyze(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         max_duration_s=args.max_duration,
         batch_size=args.batch_size,
+        context=args.context,
+        trace_mode=args.trace_mode,
     )
     rec = _load(args, options)
+    if rec.operating_point(trace=args.trace) != "published":
+        point = rec.operating_point(trace=args.trace)
+        print(f"{PROG}: note: fast operating point {point}: readings differ from the published model's", file=sys.stderr)
     if rec.random_weights:
         print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
     results, failed = [], 0
@@ -131,11 +160,17 @@ def _analyze(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_tables(results) -> None:
+def _console():
     from rich.console import Console
+
+    # Pipes and CI logs get a wide table instead of rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
+def _print_tables(results) -> None:
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     table = Table(title="Emotion", title_justify="left")
     for col in ("file", "duration", "speech", "emotion", "confidence", "valence", "arousal", "dominance"):
         table.add_column(col, justify="left" if col in ("file", "emotion") else "right")
@@ -189,6 +224,39 @@ def _info(args: argparse.Namespace) -> int:
     print(f"device      {info.device} ({info.dtype})")
     print(f"parameters  {info.parameters:,}")
     print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s, zero-padded to {info.max_window_s:g} s")
+    return 0
+
+
+def _agree(args: argparse.Namespace) -> int:
+    from .agreement import measure_agreement
+
+    if args.quantize:
+        raise ValueError("agree compares against the published operating point: leave out --quantize")
+    rec = _load(args)
+    if rec.random_weights:
+        print(f"{PROG}: note: {rec.model_id} has random weights: these deviations say nothing of the published model", file=sys.stderr)
+    report = measure_agreement(
+        rec,
+        args.paths,
+        points=[p.strip() for p in args.points.split(",") if p.strip()],
+        window_s=args.window_s,
+        hop_s=args.hop_s,
+        log=lambda line: print(f"{PROG}: {line}", file=sys.stderr),
+    )
+    if args.format == "json":
+        print(report.model_dump_json(indent=2))
+        return 0
+    from rich.table import Table
+
+    t = Table(title=f"Fast operating points vs published, {len(report.audio)} file(s), {report.audio_s:.1f} s of audio", title_justify="left")
+    for col in ("operating point", "compared", "n", "max |Δp|", "label agreement", "mean |Δdim|", "max |Δdim|", "time", "speed-up"):
+        t.add_column(col, justify="left" if col in ("operating point", "compared") else "right")
+    for a in report.points:
+        t.add_row(
+            a.operating_point, a.compared, str(a.readings), f"{a.max_probability_diff:.4f}", f"{a.label_agreement:.0%}",
+            f"{a.mean_dim_diff:.4f}", f"{a.max_dim_diff:.4f}", f"{a.fast_s:.2f} s (vs {a.published_s:.2f} s)", f"{a.speedup:.1f}x",
+        )  # fmt: skip
+    _console().print(t)
     return 0
 
 

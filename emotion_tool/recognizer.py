@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,12 @@ from .windows import plan_trace, plan_windows, weighted_mean
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) with the number of windows read so far."""
 
+Context = Literal["padded", "trimmed"]
+TraceMode = Literal["windows", "shared-encoder"]
+Quantization = Literal["int8"]
+
+_SAMPLES_PER_FRAME = 320  # one encoder frame = 2 mel frames of 160 samples = 20 ms
+
 
 @dataclass(frozen=True)
 class AnalysisOptions:
@@ -45,6 +51,9 @@ class AnalysisOptions:
     min_speech_ratio: float = 0.25  # trace windows with less speech are marked non-speech and not read
     batch_size: int = 8  # windows per forward pass
     vad: VadOptions = field(default_factory=VadOptions)  # how speech is told from silence
+    # Fast operating points (opt-in; they change the numbers — `emotion-tool agree` measures by how much):
+    context: Context = "padded"  # "padded": each window zero-padded to 30 s (published); "trimmed": the encoder sees only the window's own frames
+    trace_mode: TraceMode = "windows"  # "windows": each trace window read on its own (published); "shared-encoder": one encoder pass per <= 30-s window, pooling and heads over each trace window's frames
 
     def __post_init__(self) -> None:
         if not 0 < self.max_window_s <= 30:
@@ -57,6 +66,10 @@ class AnalysisOptions:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if not 0 <= self.min_confidence <= 1 or not 0 <= self.min_speech_ratio <= 1:
             raise ValueError("min_confidence and min_speech_ratio are fractions in [0, 1]")
+        if self.context not in ("padded", "trimmed"):
+            raise ValueError(f"context must be 'padded' (published) or 'trimmed', got {self.context!r}")
+        if self.trace_mode not in ("windows", "shared-encoder"):
+            raise ValueError(f"trace_mode must be 'windows' (published) or 'shared-encoder', got {self.trace_mode!r}")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -116,12 +129,17 @@ class EmotionRecognizer:
         model_id: str,
         random_weights: bool = False,
         options: AnalysisOptions = AnalysisOptions(),
+        quantize: Quantization | None = None,
     ):
         self.model = model.eval()
         self.model_id = model_id
         self.random_weights = random_weights
         self.options = options
         self._param = next(model.parameters())
+        self._parameters = sum(p.numel() for p in model.parameters())
+        self.quantization = quantize
+        if quantize is not None:
+            self.model = _quantize(self.model, quantize)
         self._vad: SpeechDetector | None = None
         self._vad_options: VadOptions | None = None
         self._lock = threading.Lock()
@@ -138,6 +156,7 @@ class EmotionRecognizer:
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        quantize: Quantization | None = None,
     ) -> "EmotionRecognizer":
         """Loads a checkpoint from a Hub id or a directory in the published layout.
 
@@ -147,6 +166,8 @@ class EmotionRecognizer:
             dtype: "auto" (bf16/fp16 on GPU, fp32 on CPU), or "float32", "float16", "bfloat16".
             options: analysis defaults for `analyze`.
             revision, token, cache_dir, local_files_only: passed to the Hub download.
+            quantize: "int8" quantizes the linear layers dynamically (CPU only; a fast operating point
+                that changes the numbers slightly — see `emotion-tool agree`). None keeps the weights.
 
         Raises:
             CheckpointError: the checkpoint cannot be found or does not fit the network.
@@ -159,8 +180,20 @@ class EmotionRecognizer:
             local_files_only=local_files_only,
         )
         dev = pick_device(device)
+        if quantize is not None and dev.type != "cpu":
+            raise ValueError(f"quantize={quantize!r} runs on the CPU only; use device='cpu' or no quantization on {dev}")
         net = build_model(ckpt, device=dev, dtype=pick_dtype(dev, dtype))
-        return cls(net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options)
+        return cls(net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options, quantize=quantize)
+
+    def operating_point(self, options: AnalysisOptions | None = None, *, trace: bool | None = None) -> str:
+        """"published", or the fast operating points in use joined by "+" (e.g. "trimmed+int8")."""
+        o = options or self.options
+        parts = ["trimmed"] if o.context == "trimmed" else []
+        if self.quantization:
+            parts.append(self.quantization)
+        if (o.trace if trace is None else trace) and o.trace_mode == "shared-encoder":
+            parts.append("shared-encoder")
+        return "+".join(parts) or "published"
 
     @property
     def labels(self) -> list[str]:
@@ -181,12 +214,12 @@ class EmotionRecognizer:
             random_weights=self.random_weights,
             labels=self.labels,
             dimensions={d: DIMENSION_MEANINGS.get(d, "0..1") for d in self.model.config.dims},
-            operating_point="published",
+            operating_point=self.operating_point(trace=False),
             sample_rate=SAMPLE_RATE,
             max_window_s=float(self.model.config.features.chunk_length),
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
-            parameters=sum(p.numel() for p in self.model.parameters()),
+            parameters=self._parameters,
             languages=LANGUAGES,
             limitations=LIMITATIONS,
         )
@@ -239,7 +272,8 @@ class EmotionRecognizer:
         if not speech:
             warnings.append("No speech was detected; the reading describes non-speech sound and means little.")
 
-        windows = plan_windows(wav.shape[0], speech, max_window_s=o.max_window_s)
+        planned = plan_windows(wav.shape[0], speech, max_window_s=o.max_window_s)
+        windows = planned
         weights = [speech_seconds(speech, s, e) for s, e in windows]
         if sum(weights) > 0:  # windows without speech carry no weight: do not read them
             windows = [w for w, wt in zip(windows, weights) if wt > 0]
@@ -249,7 +283,10 @@ class EmotionRecognizer:
         trace_read = [w for w, r in zip(trace_windows, trace_ratio) if r >= o.min_speech_ratio]
 
         spans = windows + trace_read
-        probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=o.batch_size, progress=progress)
+        if o.trace and o.trace_mode == "shared-encoder":
+            probs, dims = self._read_shared(wav, planned, windows, trace_read, o, progress)
+        else:
+            probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=o.batch_size, context=o.context, progress=progress)
 
         def reading(i: int) -> EmotionReading:
             s, e = spans[i]
@@ -294,7 +331,7 @@ class EmotionRecognizer:
             source=os.path.basename(name) if name else None,
             model_id=self.model_id,
             random_weights=self.random_weights,
-            operating_point="published",
+            operating_point=self.operating_point(o),
             labels=self.labels,
             warnings=warnings,
         )
@@ -304,7 +341,8 @@ class EmotionRecognizer:
     def classify_batch(
         self, waveforms: Sequence[np.ndarray], *, min_confidence: float | None = None
     ) -> list[EmotionReading]:
-        """Reads each 16 kHz mono waveform of at most 30 s as one padded window (the published operating point).
+        """Reads each 16 kHz mono waveform of at most 30 s as one window, padded to 30 s (published) unless
+        the recognizer's options say `context="trimmed"`.
 
         Readings' times run from 0 to each waveform's length; callers shift them into their stream.
         """
@@ -314,7 +352,7 @@ class EmotionRecognizer:
                 raise AudioError(
                     "type", f"waveform {i} has shape {w.shape}; classify_batch takes 1-D waveforms of 1..{limit} samples"
                 )
-        probs, dims = self._read(list(waveforms), batch_size=self.options.batch_size)
+        probs, dims = self._read(list(waveforms), batch_size=self.options.batch_size, context=self.options.context)
         threshold = self.options.min_confidence if min_confidence is None else min_confidence
         return [
             EmotionReading.from_outputs(
@@ -324,22 +362,93 @@ class EmotionRecognizer:
         ]
 
     def _read(
-        self, chunks: list[np.ndarray], *, batch_size: int, progress: Progress | None = None
+        self, chunks: list[np.ndarray], *, batch_size: int, context: Context = "padded", progress: Progress | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (n, num_emotions) and dims (n, 3) of 16 kHz chunks, each padded to one window."""
-        features_cfg = self.model.config.features
+        """Probabilities (n, num_emotions) and dims (n, 3) of 16 kHz chunks of at most 30 s, one window each."""
         probs = np.zeros((len(chunks), self.model.config.num_emotions), dtype=np.float32)
         dims = np.zeros((len(chunks), len(self.model.config.dims)), dtype=np.float32)
-        for start in range(0, len(chunks), batch_size):
-            batch = np.stack([pad_or_trim(c, features_cfg.n_samples) for c in chunks[start : start + batch_size]])
+        done = 0
+        for idx in self._batches([len(c) for c in chunks], batch_size, context):
             with self._lock, torch.inference_mode():
-                feats = log_mel_spectrogram(torch.from_numpy(batch).to(self.device), features_cfg)
-                out = self.model(feats.to(self.dtype))
-                probs[start : start + len(batch)] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-                dims[start : start + len(batch)] = out.dims.float().cpu().numpy()
+                hidden = self._encode([chunks[i] for i in idx], context)
+                out = self.model.heads(self.model.embed(hidden))
+                probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                dims[idx] = out.dims.float().cpu().numpy()
+            done += len(idx)
             if progress is not None:
-                progress(start + len(batch), len(chunks))
+                progress(done, len(chunks))
         return probs, dims
+
+    def _read_shared(
+        self,
+        wav: np.ndarray,
+        hosts: list[tuple[int, int]],
+        windows: list[tuple[int, int]],
+        segments: list[tuple[int, int]],
+        o: AnalysisOptions,
+        progress: Progress | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The shared-encoder trace: one encoder pass per host window (the plan of windows of at most
+        30 s that tiles the audio); each trace segment is pooled from the frames of the host holding its
+        midpoint. `windows` (a subset of `hosts`) get their own readings from the same passes.
+        Rows of the result: `windows`, then `segments`."""
+        home = {seg: next(h for h in hosts if h[0] <= (seg[0] + seg[1]) // 2 < h[1]) for seg in segments}
+        needed = [h for h in hosts if h in windows or h in home.values()]
+        n_out = len(windows) + len(segments)
+        probs = np.zeros((n_out, self.model.config.num_emotions), dtype=np.float32)
+        dims = np.zeros((n_out, len(self.model.config.dims)), dtype=np.float32)
+        row_of_window = {w: i for i, w in enumerate(windows)}
+        done = 0
+        for idx in self._batches([h[1] - h[0] for h in needed], o.batch_size, o.context):
+            batch = [needed[i] for i in idx]
+            with self._lock, torch.inference_mode():
+                hidden = self._encode([wav[h0:h1] for h0, h1 in batch], o.context)
+                rows, pooled = [], []
+                for b, host in enumerate(batch):
+                    if host in row_of_window:  # the window's own reading, from the same pass
+                        rows.append(row_of_window[host])
+                        pooled.append(self.model.embed(hidden[b : b + 1]))
+                    for j, seg in enumerate(segments):
+                        if home[seg] != host:
+                            continue
+                        f0 = (max(seg[0], host[0]) - host[0]) // _SAMPLES_PER_FRAME  # clipped to the host
+                        f1 = -(-(min(seg[1], host[1]) - host[0]) // _SAMPLES_PER_FRAME)
+                        rows.append(len(windows) + j)
+                        pooled.append(self.model.embed(hidden[b : b + 1, f0:f1]))
+                out = self.model.heads(torch.cat(pooled))
+                probs[rows] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                dims[rows] = out.dims.float().cpu().numpy()
+            done += len(idx)
+            if progress is not None:
+                progress(done, len(needed))
+        return probs, dims
+
+    def _batches(self, lengths: list[int], batch_size: int, context: Context) -> list[list[int]]:
+        """Index batches. Trimmed windows are batched only with windows of the same frame count, so
+        that no window sees another's padding and results do not depend on the batch."""
+        if context == "padded":
+            return [list(range(i, min(i + batch_size, len(lengths)))) for i in range(0, len(lengths), batch_size)]
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault(self._frames(n), []).append(i)
+        return [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+
+    def _frames(self, n_samples: int) -> int:
+        """Encoder frames that cover `n_samples` (1500 for 30 s)."""
+        return min(self.model.config.max_source_positions, -(-n_samples // _SAMPLES_PER_FRAME))
+
+    def _encode(self, chunks: list[np.ndarray], context: Context) -> torch.Tensor:
+        """Encoder states (B, T, d_model): T = 1500 for padded windows, the chunks' own frames when trimmed.
+
+        Features are always computed on the 30-s padded waveform, so a trimmed window's frames equal
+        the padded window's first frames; only the encoder's context differs.
+        """
+        cfg = self.model.config.features
+        batch = np.stack([pad_or_trim(c, cfg.n_samples) for c in chunks])
+        feats = log_mel_spectrogram(torch.from_numpy(batch).to(self.device), cfg)
+        if context == "trimmed":
+            feats = feats[..., : 2 * max(self._frames(len(c)) for c in chunks)]
+        return self.model.whisper.encoder(feats.to(self.dtype))
 
     def _detector(self, options: VadOptions) -> SpeechDetector:
         with self._lock:
@@ -350,4 +459,16 @@ class EmotionRecognizer:
 
     def __repr__(self) -> str:
         note = ", random weights" if self.random_weights else ""
-        return f"EmotionRecognizer({self.model_id!r}, device={self.device}, dtype={self.dtype}{note})"
+        quant = f", quantize={self.quantization!r}" if self.quantization else ""
+        return f"EmotionRecognizer({self.model_id!r}, device={self.device}, dtype={self.dtype}{quant}{note})"
+
+
+def _quantize(model: MERaLiONSER, kind: Quantization) -> MERaLiONSER:
+    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per batch)."""
+    if kind != "int8":
+        raise ValueError(f"unknown quantization {kind!r}; the one available is 'int8'")
+    import warnings
+
+    with warnings.catch_warnings():  # torch marks its quantized tensor types deprecated, not the API used here
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OperatingPoint = Literal["published"]
+OperatingPoint = str
 """How windows are fed to the network. "published": every window zero-padded to 30 s (3000 mel
-frames), exactly as MERaLiON-SER-v1 was used; the only operating point that reproduces it."""
+frames), exactly as MERaLiON-SER-v1 was used; the only operating point that reproduces it.
+Otherwise the opt-in fast operating points in use, joined by "+": "trimmed" (the encoder sees only
+each window's frames), "int8" (dynamically quantized linear layers), "shared-encoder" (trace windows
+pooled from one encoder pass per 30-s window)."""
 
 class EmotionReading(BaseModel):
     """What the model says about one stretch of speech: the 7 emotions and valence/arousal/dominance."""

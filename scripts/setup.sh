@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Sets up everything emotion-tool needs in ./.venv: system libraries, PyTorch (CPU build where no
+# GPU is present), and the project with the extras named in $1 (default: all).
+#   bash scripts/setup.sh            # users: the engine, MCP server, agents and demos
+#   bash scripts/setup.sh dev        # developers: the above plus test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-all}"
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# System packages: libsndfile (audio files), PortAudio (microphone), espeak-ng and sox (speech for
+# tests and the quick start); for tests also PulseAudio and ALSA plugins (a virtual microphone).
+APT_PACKAGES=(libsndfile1 libportaudio2 espeak-ng sox)
+[ "$EXTRAS" = "dev" ] && APT_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then
+    say "installing system packages with sudo: ${missing[*]}"
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "please install these system packages yourself: ${missing[*]}"
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+
+# PyTorch first: a plain `torch` requirement pulls a multi-GB CUDA build, useless without a GPU.
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    say "installing PyTorch (CUDA build: a GPU is present)"
+    "$PY" -m pip install -q "torch>=2.4"
+  elif "$PY" -m pip download -q --no-deps --no-index -d "$(mktemp -d)" "torch==2.13.0" >/dev/null 2>&1; then
+    say "installing PyTorch 2.13.0 (CPU build) from the local wheel cache"
+    "$PY" -m pip install -q "torch==2.13.0"
+  else
+    say "installing PyTorch (CPU build)"
+    "$PY" -m pip install -q torch --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+  fi
+fi
+
+say "installing emotion-tool[$EXTRAS]"
+"$PY" -m pip install -q -e ".[$EXTRAS]"
+say "ready: activate with 'source $VENV/bin/activate'"
