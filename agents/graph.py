@@ -1,0 +1,139 @@
+"""The ready agent: perceive → plan → respond, with conversations kept per thread in SQLite."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from .nodes import EmotionPerceptionNode, PlannerNode, ResponderNode, Transcriber, TranscriptionNode
+from .planning import PlanningConfig
+from .prompts import SYSTEM_PROMPT
+from .state import STATE_TYPES, EmpathicState
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from emotion_tool import AnalysisOptions, EmotionRecognizer
+
+DB_ENV_VAR = "EMOTION_TOOL_AGENT_DB"  # overrides the default conversation database file
+DB_FILE_NAME = "conversations.sqlite"
+
+
+def default_db_path() -> Path:
+    """$EMOTION_TOOL_AGENT_DB, else conversations.sqlite in the user's data directory for emotion-tool.
+
+    Linux: $XDG_DATA_HOME or ~/.local/share; macOS: ~/Library/Application Support; Windows: %LOCALAPPDATA%.
+    """
+    if os.environ.get(DB_ENV_VAR):
+        return Path(os.environ[DB_ENV_VAR]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "emotion-tool" / DB_FILE_NAME
+
+
+def sqlite_checkpointer(path: str | os.PathLike | None = None) -> "SqliteSaver":
+    """A SQLite checkpointer on `path` (default `default_db_path()`), creating the file if needed.
+
+    Its serializer revives the state's pydantic types (readings, history entries, plans) as
+    themselves. Close it with ``saver.conn.close()`` when done.
+    """
+    try:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+    except ImportError as e:
+        raise RuntimeError(
+            'the default checkpointer needs langgraph-checkpoint-sqlite; pip install "emotion-tool[agents]", '
+            "or pass checkpointer=InMemorySaver() (or False for none)"
+        ) from e
+    db = Path(path).expanduser() if path is not None else default_db_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db, check_same_thread=False)  # LangGraph may run nodes on worker threads
+    return SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+
+
+def resolve_chat_model(chat_model: BaseChatModel | Runnable | str | None) -> BaseChatModel | Runnable | None:
+    """A chat model from an instance or a "provider:model" string (through LangChain's init_chat_model)."""
+    if chat_model is None or isinstance(chat_model, Runnable):
+        return chat_model
+    if not isinstance(chat_model, str):
+        raise TypeError(
+            f"chat_model must be a LangChain chat model, a 'provider:model' string or None, "
+            f"got {type(chat_model).__name__}"
+        )
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as e:
+        raise RuntimeError(
+            f"chat_model={chat_model!r} is built by init_chat_model from the langchain package; "
+            "pip install langchain plus the provider's package (e.g. langchain-openai), "
+            "or pass a chat model instance"
+        ) from e
+    return init_chat_model(chat_model)
+
+
+def build_empathic_agent(
+    recognizer: "EmotionRecognizer",
+    *,
+    chat_model: BaseChatModel | Runnable | str | None = None,
+    checkpointer: BaseCheckpointSaver | Literal[False] | None = None,
+    db_path: str | os.PathLike | None = None,
+    send_audio: bool = False,
+    planning: PlanningConfig = PlanningConfig(),
+    transcriber: Transcriber | None = None,
+    analysis_options: "AnalysisOptions | None" = None,
+    system_prompt: str = SYSTEM_PROMPT,
+) -> CompiledStateGraph:
+    """An emotion-aware conversational agent: perceive → plan → respond (→ transcribe first, if asked).
+
+    Invoke it once per user turn on a thread::
+
+        graph.invoke({"audio": "turn.wav", "transcript": "optional words"},
+                     config={"configurable": {"thread_id": "t1"}})
+
+    Args:
+        recognizer: the engine that reads emotions.
+        chat_model: a LangChain chat model, a "provider:model" string for init_chat_model, or None
+            for the deterministic offline responder.
+        checkpointer: where conversations persist; None opens SQLite at `db_path`, False compiles
+            without one (e.g. when a LangGraph server supplies persistence).
+        db_path: the SQLite file for the default checkpointer (default `default_db_path()`).
+        send_audio: give the chat model the user's audio as an audio content block; set it only for
+            models that take audio input.
+        planning: thresholds of the planner.
+        transcriber: speech-to-text for turns that arrive without words (e.g. `WhisperTranscriber`).
+        analysis_options: analysis options for perception (defaults: the recognizer's).
+        system_prompt: the responder's system message template.
+    """
+    if db_path is not None and checkpointer is not None:
+        raise ValueError("db_path chooses the file of the default SQLite checkpointer; pass either it or checkpointer")
+    graph = StateGraph(EmpathicState)
+    graph.add_node("perceive", EmotionPerceptionNode(recognizer, options=analysis_options))
+    graph.add_node("plan", PlannerNode(planning))
+    graph.add_node(
+        "respond", ResponderNode(resolve_chat_model(chat_model), send_audio=send_audio, system_prompt=system_prompt)
+    )
+    if transcriber is not None:
+        graph.add_node("transcribe", TranscriptionNode(transcriber))
+        graph.add_edge(START, "transcribe")
+        graph.add_edge("transcribe", "perceive")
+    else:
+        graph.add_edge(START, "perceive")
+    graph.add_edge("perceive", "plan")
+    graph.add_edge("plan", "respond")
+    graph.add_edge("respond", END)
+    if checkpointer is None:
+        checkpointer = sqlite_checkpointer(db_path)
+    return graph.compile(checkpointer=None if checkpointer is False else checkpointer, name="empathic_agent")

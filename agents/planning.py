@@ -1,0 +1,330 @@
+"""Choosing a dialogue strategy from a reading and the speaker's own history.
+
+The rules are plain and inspectable: the emotion label picks a strategy (valence and arousal
+decide for neutral-sounding speech), the speaker's baseline over earlier turns turns changes into
+events, and an uncertain reading softens the plan to a neutral one that names what it leans to.
+Every threshold lives in `PlanningConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from emotion_tool.results import EmotionReading
+
+from .state import DialoguePlan, EmotionTurn, PlanEvent, StrategyName, Trend
+
+
+class PlanningConfig(BaseModel):
+    """Thresholds and mappings of the planner. Values are on the model's 0..1 scales."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strategies: Mapping[str, StrategyName] = Field(
+        default_factory=lambda: {
+            "angry": "de-escalate",
+            "disgusted": "de-escalate",
+            "sad": "comfort",
+            "fearful": "reassure",
+            "happy": "share-enthusiasm",
+            "surprised": "clarify",
+        },
+        description="Strategy for each confident emotion label; other labels (neutral) are judged by valence and arousal",
+    )
+    min_confidence: float | None = Field(
+        default=None,
+        description="Readings whose top probability is lower are uncertain; None keeps the reading's own `uncertain` "
+        "flag (the recognizer's AnalysisOptions.min_confidence)",
+    )
+    min_margin: float = Field(default=0.1, description="Readings whose top-1 minus top-2 probability is lower are uncertain")
+    min_duration_s: float = Field(default=1.0, description="Readings of shorter stretches are uncertain (little evidence)")
+    low_valence: float = Field(default=0.35, description="Valence at or below this counts as negative")
+    high_arousal: float = Field(default=0.65, description="Arousal at or above this counts as agitated")
+    negative_labels: tuple[str, ...] = Field(
+        default=("angry", "sad", "fearful", "disgusted"), description="Labels that count as a negative state"
+    )
+    baseline_turns: int = Field(default=5, ge=1, description="Most recent earlier readings the baseline averages")
+    min_baseline_turns: int = Field(default=2, ge=1, description="Earlier readings needed before comparing with a baseline")
+    arousal_rise: float = Field(default=0.2, gt=0, description="Arousal this far above the baseline flags arousal-rising")
+    valence_fall_turns: int = Field(
+        default=3, ge=2, description="Consecutive readings (this one included) over which valence must keep falling"
+    )
+    valence_fall: float = Field(default=0.15, gt=0, description="Total valence drop over them that flags valence-falling")
+    handover_turns: int | None = Field(
+        default=3, ge=1, description="Consecutive confident negative readings that call for a person; None never hands over"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "PlanningConfig":
+        for name in ("min_confidence", "min_margin", "low_valence", "high_arousal"):
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is on the 0..1 scale, got {getattr(self, name)}")
+        if self.min_baseline_turns > self.baseline_turns:
+            raise ValueError(
+                f"min_baseline_turns={self.min_baseline_turns} exceeds baseline_turns={self.baseline_turns}; "
+                "the baseline could never be formed"
+            )
+        return self
+
+
+class _Playbook(BaseModel):
+    goals: tuple[str, ...]
+    tone: str
+    avoid: tuple[str, ...]
+
+
+PLAYBOOK: Mapping[StrategyName, _Playbook] = {
+    "de-escalate": _Playbook(
+        goals=(
+            "Acknowledge the frustration in one short sentence, without judging it.",
+            "Offer one concrete next step you can take.",
+            "Keep it brief and let the user steer.",
+        ),
+        tone="calm, slow and steady; short sentences",
+        avoid=("arguing or correcting the user", "forced cheerfulness or exclamation marks", "telling the user to calm down"),
+    ),
+    "comfort": _Playbook(
+        goals=(
+            "Validate what the user feels before offering anything.",
+            "Ask gently what would help right now.",
+            "Offer support at the user's pace.",
+        ),
+        tone="warm, gentle and unhurried",
+        avoid=("minimising the feeling", "jumping straight to solutions", "upbeat enthusiasm"),
+    ),
+    "reassure": _Playbook(
+        goals=(
+            "Acknowledge the worry.",
+            "Say clearly and concretely what happens next.",
+            "Point out what is under control and what the user can do.",
+        ),
+        tone="steady and clear; confident without brushing the worry aside",
+        avoid=("vague promises", "alarming words", "burying the user in detail"),
+    ),
+    "share-enthusiasm": _Playbook(
+        goals=("Match the user's positive energy.", "Build on what pleases them.", "Keep the momentum toward their goal."),
+        tone="bright, warm and lively",
+        avoid=("flat, purely transactional replies", "dampening the mood with needless caveats"),
+    ),
+    "clarify": _Playbook(
+        goals=(
+            "Acknowledge that something was unexpected.",
+            "Ask what surprised the user, and explain it plainly.",
+            "Confirm understanding before moving on.",
+        ),
+        tone="open, curious and clear",
+        avoid=("assuming the surprise is good or bad", "long explanations before checking"),
+    ),
+    "neutral": _Playbook(
+        goals=("Answer the user's request directly and helpfully.", "Stay attentive to changes in how the user sounds."),
+        tone="friendly, clear and efficient",
+        avoid=("commenting on the user's feelings without reason",),
+    ),
+}
+"""Goals, tone and what to avoid for each strategy."""
+
+_HANDOVER_GOAL = "Offer to hand the conversation to a person (a human colleague), and make it easy to accept."
+_AROUSAL_GOAL = "Tension is rising: slow down, keep sentences short, and acknowledge it before going on."
+_VALENCE_GOAL = "The mood has been sinking for several turns: check whether something in the conversation is going wrong."
+
+
+def strategy_for(reading: EmotionReading, config: PlanningConfig = PlanningConfig()) -> StrategyName:
+    """The strategy a confident `reading` calls for.
+
+    The label decides through `config.strategies`; for other labels (neutral, or labels of a custom
+    checkpoint) valence and arousal decide: negative and agitated → de-escalate, negative → comfort.
+    """
+    if reading.label in config.strategies:
+        return config.strategies[reading.label]
+    if reading.valence <= config.low_valence:
+        return "de-escalate" if reading.arousal >= config.high_arousal else "comfort"
+    return "neutral"
+
+
+def uncertainty(current: EmotionTurn, config: PlanningConfig = PlanningConfig()) -> list[str]:
+    """Why the turn's reading is too unsure to act on strongly; empty when it is not (or there is none)."""
+    r = current.reading
+    if r is None:
+        return []
+    reasons = []
+    if r.uncertain if config.min_confidence is None else r.confidence < config.min_confidence:
+        reasons.append(f"confidence {r.confidence:.2f} is low")
+    if r.margin < config.min_margin:
+        reasons.append(f"the runner-up emotion is close (margin {r.margin:.2f})")
+    if r.end_s - r.start_s < config.min_duration_s:
+        reasons.append(f"only {r.end_s - r.start_s:.1f} s of audio")
+    if current.speech_s is not None and current.speech_s <= 0.0:
+        reasons.append("no speech was detected")
+    return reasons
+
+
+def baseline_trend(
+    current: EmotionTurn, earlier: Sequence[EmotionTurn], config: PlanningConfig = PlanningConfig()
+) -> Trend | None:
+    """This turn against the mean of the speaker's most recent earlier readings, or None with too few."""
+    if current.reading is None:
+        return None
+    prior = _readings(earlier, current.speaker)[-config.baseline_turns :]
+    if len(prior) < config.min_baseline_turns:
+        return None
+    n = len(prior)
+    base = {d: sum(getattr(r, d) for r in prior) / n for d in ("valence", "arousal", "dominance")}
+    r = current.reading
+    return Trend(
+        turns=n,
+        baseline_valence=base["valence"],
+        baseline_arousal=base["arousal"],
+        baseline_dominance=base["dominance"],
+        valence_change=r.valence - base["valence"],
+        arousal_change=r.arousal - base["arousal"],
+        dominance_change=r.dominance - base["dominance"],
+    )
+
+
+def detect_events(
+    current: EmotionTurn, earlier: Sequence[EmotionTurn], config: PlanningConfig = PlanningConfig()
+) -> list[PlanEvent]:
+    """Arousal rising well above baseline, valence falling over several turns, a persistent negative state."""
+    if current.reading is None:
+        return []
+    events = []
+    trend = baseline_trend(current, earlier, config)
+    if trend is not None and trend.arousal_change >= config.arousal_rise:
+        events.append(
+            PlanEvent(
+                kind="arousal-rising",
+                value=trend.arousal_change,
+                threshold=config.arousal_rise,
+                detail=f"arousal {current.reading.arousal:.2f} is {trend.arousal_change:+.2f} above this speaker's "
+                f"baseline of {trend.baseline_arousal:.2f}",
+            )
+        )
+    series = [*_readings(earlier, current.speaker), current.reading][-config.valence_fall_turns :]
+    if len(series) == config.valence_fall_turns:
+        steps = [b.valence - a.valence for a, b in zip(series, series[1:])]
+        drop = series[0].valence - series[-1].valence
+        if all(s < 0 for s in steps) and drop >= config.valence_fall:
+            events.append(
+                PlanEvent(
+                    kind="valence-falling",
+                    value=drop,
+                    threshold=config.valence_fall,
+                    detail=f"valence fell {drop:.2f} over the last {len(series)} turns "
+                    f"({series[0].valence:.2f} to {series[-1].valence:.2f})",
+                )
+            )
+    if config.handover_turns is not None:
+        streak = 0
+        for turn in [*(t for t in earlier if t.speaker == current.speaker and t.reading is not None), current][::-1]:
+            if not _confidently_negative(turn, config):
+                break
+            streak += 1
+        if streak >= config.handover_turns:
+            events.append(
+                PlanEvent(
+                    kind="persistent-negative",
+                    value=float(streak),
+                    threshold=float(config.handover_turns),
+                    detail=f"{streak} consecutive turns sounded confidently negative; a person should take over",
+                )
+            )
+    return events
+
+
+def plan_dialogue(
+    current: EmotionTurn, earlier: Sequence[EmotionTurn] = (), config: PlanningConfig = PlanningConfig()
+) -> DialoguePlan:
+    """Plans the reply to `current` given the conversation's `earlier` turns (oldest first).
+
+    Only the earlier turns of `current.speaker` form the baseline. Uncertain readings do not drive
+    the strategy: the plan stays neutral, names the strategy it leans to, and asks the reply to
+    check in rather than presume; the events are still reported, and uncertain turns never count
+    toward a hand-over.
+    """
+    notes = list(current.notes)  # the analysis' caveats, random weights among them
+    if current.reading is None:
+        if not current.notes:
+            notes.append("No emotion reading this turn; respond to the words alone.")
+        return _build("neutral", emotion=None, uncertain=True, notes=notes)
+
+    reasons = uncertainty(current, config)
+    candidate = strategy_for(current.reading, config)
+    events = detect_events(current, earlier, config)
+    trend = baseline_trend(current, earlier, config)
+    if reasons:
+        notes.append(f"The reading is uncertain ({'; '.join(reasons)}); treat it as a faint hint.")
+        extra = [
+            f"The voice hints at {current.reading.label}, but the model is unsure: respond to the words, and if it "
+            "fits, ask how the user is doing rather than naming a feeling."
+        ]
+        return _build(
+            "neutral",
+            leaning=candidate if candidate != "neutral" else None,
+            emotion=current.reading.label,
+            uncertain=True,
+            events=events,
+            trend=trend,
+            notes=notes,
+            extra_goals=extra,
+        )
+    handover = any(e.kind == "persistent-negative" for e in events)
+    first = [_HANDOVER_GOAL] if handover else []
+    extra = [
+        goal
+        for kind, goal in (("arousal-rising", _AROUSAL_GOAL), ("valence-falling", _VALENCE_GOAL))
+        if any(e.kind == kind for e in events)
+    ]
+    return _build(
+        candidate,
+        emotion=current.reading.label,
+        uncertain=False,
+        events=events,
+        trend=trend,
+        notes=notes,
+        handover=handover,
+        first_goals=first,
+        extra_goals=extra,
+    )
+
+
+def _build(
+    name: StrategyName,
+    *,
+    emotion: str | None,
+    uncertain: bool,
+    leaning: StrategyName | None = None,
+    events: Sequence[PlanEvent] = (),
+    trend: Trend | None = None,
+    notes: Sequence[str] = (),
+    handover: bool = False,
+    first_goals: Sequence[str] = (),
+    extra_goals: Sequence[str] = (),
+) -> DialoguePlan:
+    book = PLAYBOOK[name]
+    tone = book.tone if not uncertain else "warm and even; do not presume how the user feels"
+    return DialoguePlan(
+        name=name,
+        leaning=leaning,
+        emotion=emotion,
+        goals=[*first_goals, *book.goals, *extra_goals],
+        tone=tone,
+        avoid=list(book.avoid) + (["naming or diagnosing the user's emotion"] if uncertain else []),
+        events=list(events),
+        handover=handover,
+        uncertain=uncertain,
+        trend=trend,
+        notes=list(notes),
+    )
+
+
+def _readings(turns: Sequence[EmotionTurn], speaker: str) -> list[EmotionReading]:
+    return [t.reading for t in turns if t.speaker == speaker and t.reading is not None]
+
+
+def _confidently_negative(turn: EmotionTurn, config: PlanningConfig) -> bool:
+    r = turn.reading
+    if r is None or uncertainty(turn, config):
+        return False
+    return r.label in config.negative_labels or r.valence <= config.low_valence

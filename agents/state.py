@@ -1,0 +1,177 @@
+"""The conversation state the agent's nodes share, and the types stored in it.
+
+One user turn flows through the state like this: the caller writes the turn's `audio` (and
+`transcript` if the words are known, or a precomputed `reading`); perception writes `reading` and
+appends one `EmotionTurn` to `emotion_history`; planning writes `strategy` (a `DialoguePlan`); the
+responder appends the user's and the agent's messages and clears the turn's inputs.
+
+All values are pydantic models, so they survive LangGraph checkpointers; `reading_of`,
+`history_of` and `plan_of` also accept the plain dicts that JSON clients (``langgraph dev``) send.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal, Sequence, Union
+
+import numpy as np
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from emotion_tool.results import EmotionReading
+
+StrategyName = Literal["de-escalate", "comfort", "reassure", "share-enthusiasm", "clarify", "neutral"]
+"""Dialogue strategies the planner chooses from."""
+
+EventKind = Literal["arousal-rising", "valence-falling", "persistent-negative"]
+"""Changes against the speaker's own baseline that the planner flags."""
+
+TurnAudio = Union[str, os.PathLike, bytes, np.ndarray, None]
+"""A turn's audio: a file path, a ``data:audio/...;base64,`` URL, the bytes of a file, or samples
+(then `sample_rate` too)."""
+
+
+class EmotionTurn(BaseModel):
+    """One user turn as perceived: its reading, if any, and what to keep in mind about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int = Field(description="1 for the thread's first user turn, then 2, 3, ...")
+    speaker: str = Field(default="user", description="Whose voice; baselines are kept per speaker")
+    reading: EmotionReading | None = Field(
+        default=None, description="The turn's reading; null when the turn brought no usable audio"
+    )
+    source: Literal["audio", "precomputed", "none"] = Field(
+        description="Where the reading came from: analysed here, passed in by the caller, or none"
+    )
+    speech_s: float | None = Field(default=None, description="Seconds of detected speech; null unless analysed here")
+    random_weights: bool = Field(default=False, description="True when a random-weight test model read the audio")
+    transcript: str | None = Field(default=None, description="The user's words, when known")
+    notes: list[str] = Field(default_factory=list, description="Caveats about this reading, or why there is none")
+
+
+class PlanEvent(BaseModel):
+    """A change against the speaker's own baseline, e.g. arousal rising well above it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: EventKind = Field(description="Which change")
+    value: float = Field(description="What was measured: the arousal rise, the valence drop, or a number of turns")
+    threshold: float = Field(description="The configured threshold `value` reached")
+    detail: str = Field(description="One line for people and LLMs")
+
+
+class Trend(BaseModel):
+    """This turn against the speaker's baseline: the mean of their earlier readings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turns: int = Field(description="Earlier readings of this speaker the baseline averages")
+    baseline_valence: float = Field(description="Mean valence of those readings, 0..1")
+    baseline_arousal: float = Field(description="Mean arousal of those readings, 0..1")
+    baseline_dominance: float = Field(description="Mean dominance of those readings, 0..1")
+    valence_change: float = Field(description="This turn's valence minus the baseline")
+    arousal_change: float = Field(description="This turn's arousal minus the baseline")
+    dominance_change: float = Field(description="This turn's dominance minus the baseline")
+
+    def describe(self) -> str:
+        """One line, e.g. 'against a baseline of 3 earlier turns: valence -0.20, arousal +0.31, dominance +0.02'."""
+        return (
+            f"against a baseline of {self.turns} earlier turn{'s' if self.turns != 1 else ''}: "
+            f"valence {self.valence_change:+.2f} (baseline {self.baseline_valence:.2f}), "
+            f"arousal {self.arousal_change:+.2f} (baseline {self.baseline_arousal:.2f}), "
+            f"dominance {self.dominance_change:+.2f} (baseline {self.baseline_dominance:.2f})"
+        )
+
+
+class DialoguePlan(BaseModel):
+    """How to answer this turn, planned from the reading and the speaker's history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: StrategyName = Field(description="The strategy to follow")
+    leaning: StrategyName | None = Field(
+        default=None,
+        description="When the reading is uncertain: the strategy a confident reading would have called for",
+    )
+    emotion: str | None = Field(default=None, description="The emotion label the plan answers; null without a reading")
+    goals: list[str] = Field(description="What the reply should achieve, most important first")
+    tone: str = Field(description="How the reply should sound")
+    avoid: list[str] = Field(default_factory=list, description="What the reply should not do")
+    events: list[PlanEvent] = Field(default_factory=list, description="Changes against the speaker's baseline")
+    handover: bool = Field(default=False, description="Offer to hand the conversation to a person")
+    uncertain: bool = Field(description="The reading is too unsure to act on strongly; the plan is softened")
+    trend: Trend | None = Field(default=None, description="This turn against the baseline; null with too little history")
+    notes: list[str] = Field(default_factory=list, description="Caveats the reply must respect")
+
+    def describe(self) -> str:
+        """One line, e.g. 'de-escalate; events: arousal-rising; hand over to a person'."""
+        if self.emotion is None:
+            parts = [f"{self.name} (no reading)"]
+        elif self.leaning is not None:
+            parts = [f"{self.name} (leaning {self.leaning}; reading uncertain)"]
+        else:
+            parts = [f"{self.name} (reading uncertain)" if self.uncertain else self.name]
+        if self.events:
+            parts.append("events: " + ", ".join(e.kind for e in self.events))
+        if self.handover:
+            parts.append("hand over to a person")
+        return "; ".join(parts)
+
+
+def add_turns(
+    left: Sequence[EmotionTurn | dict] | None, right: EmotionTurn | dict | Sequence[EmotionTurn | dict] | None
+) -> list[EmotionTurn]:
+    """Reducer for `emotion_history`: appends one turn or a list of turns (dicts are validated)."""
+    new = [] if right is None else [right] if isinstance(right, (EmotionTurn, dict)) else list(right)
+    return [_as_turn(t) for t in (left or [])] + [_as_turn(t) for t in new]
+
+
+def _as_turn(value: EmotionTurn | dict) -> EmotionTurn:
+    return value if isinstance(value, EmotionTurn) else EmotionTurn.model_validate(value)
+
+
+class EmpathicState(TypedDict, total=False):
+    """State of the empathic agent. Inputs per turn: `audio` (+ `sample_rate`), `transcript`, or `reading`."""
+
+    audio: TurnAudio  # this turn's audio; cleared when the turn ends
+    sample_rate: int | None  # Hz of `audio` when it is an array of samples
+    transcript: str | None  # the user's words this turn, when known; cleared when the turn ends
+    speaker: str  # whose voice this is; baselines are kept per speaker ("user" when absent)
+    reading: EmotionReading | None  # this turn's reading: written by perception, or passed in precomputed
+    emotion_history: Annotated[list[EmotionTurn], add_turns]  # one entry per user turn
+    strategy: DialoguePlan | None  # this turn's plan
+    messages: Annotated[list[AnyMessage], add_messages]  # the conversation
+
+
+STATE_TYPES: tuple[type[BaseModel], ...] = (EmotionReading, EmotionTurn, DialoguePlan)
+"""The pydantic types stored at the state's top level (for checkpoint deserialisation allowlists)."""
+
+
+def reading_of(state: dict[str, Any], key: str = "reading") -> EmotionReading | None:
+    """The reading under `key`, validated if it arrived as a dict."""
+    value = state.get(key)
+    if value is None or isinstance(value, EmotionReading):
+        return value
+    try:
+        return EmotionReading.model_validate(value)
+    except ValueError as e:
+        raise ValueError(
+            f"state[{key!r}] must be an EmotionReading (or its dict form, as EmotionReading.model_dump() "
+            f"gives), got {type(value).__name__}: {e}"
+        ) from e
+
+
+def history_of(state: dict[str, Any], key: str = "emotion_history") -> list[EmotionTurn]:
+    """The emotion history under `key`, each entry validated if it arrived as a dict."""
+    return [_as_turn(t) for t in state.get(key) or []]
+
+
+def plan_of(state: dict[str, Any], key: str = "strategy") -> DialoguePlan | None:
+    """The plan under `key`, validated if it arrived as a dict."""
+    value = state.get(key)
+    if value is None or isinstance(value, DialoguePlan):
+        return value
+    return DialoguePlan.model_validate(value)
