@@ -71,7 +71,8 @@ def _readings(a: EmotionAnalysis, trace: bool) -> list[EmotionReading]:
     return [s.reading for s in a.segments if s.reading] if trace else list(a.windows)
 
 
-def _compare(exact: list[EmotionReading], fast: list[EmotionReading]) -> tuple[float, float, float, float]:
+def compare_readings(exact: list[EmotionReading], fast: list[EmotionReading]) -> tuple[float, float, float, float]:
+    """(max |Δ probability|, label agreement 0..1, mean |Δ dim|, max |Δ dim|) of paired readings."""
     if len(exact) != len(fast):
         raise RuntimeError(f"operating points read different windows ({len(exact)} vs {len(fast)})")
     p0 = np.array([list(r.probabilities.values()) for r in exact])
@@ -132,7 +133,7 @@ def measure_agreement(
             rec = quantized
         say(f"{point} ...")
         fast, fast_s = run(rec, options, trace)
-        max_p, agree, mean_d, max_d = _compare(exact[trace][0], fast)
+        max_p, agree, mean_d, max_d = compare_readings(exact[trace][0], fast)
         results.append(
             Agreement(
                 operating_point=point,

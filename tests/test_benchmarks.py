@@ -1,0 +1,49 @@
+"""The speed benchmark: its baseline computes what the engine computes, and the script runs.
+
+Timings are not asserted here; benchmarks/speed.py measures them.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+
+def test_hub_style_baseline_matches_the_engine(tmp_path, recognizer, speech_wav):
+    import torch
+
+    from emotion_tool.checkpoint import save_checkpoint
+    from hub_baseline import HubStyleRunner, random_decoder_tensors
+
+    config = recognizer.model.config
+    ckpt = save_checkpoint(recognizer.model, tmp_path / "with-decoder", random_init=True, extra_tensors=random_decoder_tensors(config))
+    with torch.no_grad():
+        runner = HubStyleRunner(ckpt, config)
+    assert any(n.startswith("whisper.decoder.") for n in runner.model.state_dict())  # loaded, as the Hub code does
+    wav, _ = sf.read(speech_wav, dtype="float32")
+    p, d = runner(wav)
+    r = recognizer.classify_batch([wav])[0]
+    np.testing.assert_allclose(list(r.probabilities.values()), p, atol=2e-4)
+    np.testing.assert_allclose([r.valence, r.arousal, r.dominance], d, atol=2e-4)
+
+
+def test_speed_script_runs_on_a_tiny_network(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "speed.py"), "--size", "tiny", "--repeats", "1", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM weights" in proc.stdout and "| cold load" in proc.stdout and "shared-encoder, 60-s trace" in proc.stdout
+    report = json.loads(out.read_text())
+    for side in ("baseline", "emotion_tool"):
+        assert set(report[side]) >= {"load_s", "peak_rss_gb", "clip_s", "trace_s"}
+        assert set(report[side]["clip_s"]) == {"1", "5", "15", "30"}
+    assert set(report["emotion_tool"]["fast"]) == {"trimmed", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder"}
+    assert report["emotion_tool"]["trace_windows"] >= 59
