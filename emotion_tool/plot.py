@@ -9,8 +9,8 @@ import numpy as np
 
 from .results import EmotionAnalysis, EmotionReading
 
-# One colour per label, stable across plots; labels outside this map get matplotlib's cycle.
-_COLOURS = {
+# One colour per label, stable across plots and demos; labels outside this map get matplotlib's cycle.
+LABEL_COLOURS = {
     "neutral": "#9e9e9e",
     "happy": "#f4b400",
     "sad": "#4285f4",
@@ -19,7 +19,7 @@ _COLOURS = {
     "disgusted": "#0f9d58",
     "surprised": "#ff7f0e",
 }
-_DIM_COLOURS = {"valence": "#0f9d58", "arousal": "#db4437", "dominance": "#4285f4"}
+DIM_COLOURS = {"valence": "#0f9d58", "arousal": "#db4437", "dominance": "#4285f4"}
 
 
 def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
@@ -55,7 +55,7 @@ def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
         centres,
         np.nan_to_num(probs.T),
         labels=labels,
-        colors=[_COLOURS.get(lab) for lab in labels] if all(lab in _COLOURS for lab in labels) else None,
+        colors=[LABEL_COLOURS.get(lab) for lab in labels] if all(lab in LABEL_COLOURS for lab in labels) else None,
         alpha=0.85,
     )
     for (a, b), r in zip(spans, readings):
@@ -66,7 +66,7 @@ def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
     ax_p.set_ylabel("probability")
     ax_p.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     for d, values in dims.items():
-        ax_d.plot(centres, values, label=d, color=_DIM_COLOURS[d], marker="o" if len(centres) < 40 else None)
+        ax_d.plot(centres, values, label=d, color=DIM_COLOURS[d], marker="o" if len(centres) < 40 else None)
     ax_d.set_ylim(0, 1)
     ax_d.set_ylabel("0..1")
     ax_d.set_xlabel("time (s)")
