@@ -106,9 +106,10 @@ def _decode(f: Any, name: str, max_duration_s: float | None) -> tuple[np.ndarray
                 raise _too_long(name, snd.frames / sr, max_duration_s)
             wav = snd.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as e:
+        reason = getattr(e, "error_string", "") or str(e)  # without the file object's repr
         raise AudioError(
             "decode",
-            f"{name}: cannot decode audio ({e}); give a WAV, FLAC, OGG/Opus or MP3 file, "
+            f"{name}: cannot decode audio ({reason.rstrip('.')}); give a WAV, FLAC, OGG/Opus or MP3 file, "
             "or convert it first (e.g. `ffmpeg -i in.m4a out.wav`)",
         ) from e
     except (RuntimeError, TypeError) as e:  # soundfile raises these for some malformed headers

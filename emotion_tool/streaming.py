@@ -27,7 +27,7 @@ import torch
 from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
 from .config import SAMPLE_RATE
 from .results import EmotionReading, UtteranceReading
-from .vad import import_silero_vad
+from .vad import load_vad_model
 
 __all__ = ["StreamingAnalyzer", "StreamOptions"]
 
@@ -118,7 +118,7 @@ class StreamingAnalyzer:
         self.options = options
         with warnings.catch_warnings():  # silero-vad's loader trips deprecations inside importlib and torch.jit
             warnings.simplefilter("ignore", DeprecationWarning)
-            vad_model = import_silero_vad().load_silero_vad()
+            vad_model = load_vad_model()
         self._segmenter = _Segmenter(options, vad_model)
         self._resampler: Any = None
         self._in_samples = 0  # input samples taken by the worker, dropped ones included

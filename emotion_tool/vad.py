@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +35,33 @@ def import_silero_vad() -> Any:
     return silero_vad
 
 
+def load_vad_model() -> Any:
+    """silero-vad's model, on ONNX Runtime when it is installed (the default), else its TorchScript build.
+
+    The ONNX session runs on one thread of its own. The TorchScript model runs on torch's shared
+    thread pool, where each 32-ms frame is a tiny operation: when another process or the emotion
+    network keeps the cores busy, a multi-threaded pool turns 0.1 s of detection into tens of seconds.
+    """
+    silero = import_silero_vad()
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        warnings.warn(
+            "onnxruntime is not installed: voice activity detection runs on torch's thread pool and can be "
+            "very slow while the CPU is busy; pip install onnxruntime",
+            stacklevel=2,
+        )
+        return silero.load_silero_vad()
+    return silero.load_silero_vad(onnx=True)
+
+
 class SpeechDetector:
     """Finds speech spans in a 16 kHz waveform. Holds its own silero model; one call at a time."""
 
     def __init__(self, options: VadOptions = VadOptions()):
         self.options = options
         self._silero = import_silero_vad()
-        self._model = self._silero.load_silero_vad()
+        self._model = load_vad_model()
         self._lock = threading.Lock()
 
     def speech_spans(self, waveform: np.ndarray) -> list[tuple[int, int]]:

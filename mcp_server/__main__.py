@@ -1,0 +1,166 @@
+"""`emotion-mcp` (or `python -m mcp_server`): serve speech emotion perception over MCP.
+
+    emotion-mcp --allow-dir ~/recordings                        # stdio, for Claude Desktop / Claude Code
+    EMOTION_MCP_TOKEN=... emotion-mcp --transport streamable-http --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import anyio
+
+from emotion_tool import CheckpointError
+from emotion_tool.config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
+
+from .security import TOKEN_ENV_VAR, BearerTokenMiddleware, check_http_binding
+from .server import ServerOptions, create_server
+
+PROG = "emotion-mcp"
+_STARTUP_ERRORS = (CheckpointError, ValueError, OSError)  # bad model, device or address: one line, no traceback
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = ServerOptions()
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Serve speech emotion perception (MERaLiON-SER-v1: 7 emotions and valence/arousal/dominance) "
+        "to MCP clients such as Claude Desktop, Claude Code, Cursor or VS Code.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"Hub id or checkpoint directory (default: ${MODEL_ENV_VAR}, else {DEFAULT_MODEL_ID})",
+    )
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--dtype", default=d.dtype, help="auto, float32, float16 or bfloat16 (default: auto)")
+    p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio", help="default: stdio")
+    p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="streamable-http: port, 0 for any free one (default: 8000)")
+    p.add_argument(
+        "--allow-dir",
+        dest="allow_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory whose audio files analyze_emotion may read (repeatable); without it, no file is read",
+    )
+    p.add_argument(
+        "--max-duration", type=float, default=d.max_duration_s, metavar="S", help="longest recording, seconds (default: %(default)g)"
+    )
+    p.add_argument(
+        "--max-request-mb",
+        type=float,
+        default=d.max_request_mb,
+        metavar="MB",
+        help="largest base64 payload or file, MiB (default: %(default)g)",
+    )
+    p.add_argument(
+        "--max-sessions", type=int, default=d.max_sessions, help="streaming sessions held at once (default: %(default)d)"
+    )
+    p.add_argument(
+        "--session-idle",
+        type=float,
+        default=d.session_idle_s,
+        metavar="S",
+        help="seconds without a call after which a streaming session expires (default: %(default)g)",
+    )
+    p.add_argument(
+        "--max-pending",
+        type=int,
+        default=d.max_pending,
+        help="model jobs queued at once before callers are told the server is busy (default: %(default)d)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=d.log_level,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="log on stderr (default: %(default)s)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    token = os.environ.get(TOKEN_ENV_VAR) or None
+    try:
+        options = ServerOptions(
+            model=args.model,
+            device=args.device,
+            dtype=args.dtype,
+            allow_dirs=tuple(Path(d) for d in args.allow_dirs),
+            max_duration_s=args.max_duration,
+            max_request_mb=args.max_request_mb,
+            max_sessions=args.max_sessions,
+            session_idle_s=args.session_idle,
+            max_pending=args.max_pending,
+            log_level=args.log_level,
+        )
+        if args.transport == "streamable-http":
+            check_http_binding(args.host, token)
+        server = create_server(options)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        if args.transport == "stdio":
+            anyio.run(server.run_stdio_async)
+        else:
+            anyio.run(_serve_http, server, options, args.host, args.port, token)
+    except KeyboardInterrupt:
+        return
+    except BaseException as e:
+        found = _startup_error(e)
+        if found is None or args.log_level == "DEBUG":
+            raise
+        print(f"{PROG}: {found}", file=sys.stderr)
+        sys.exit(1)
+
+
+async def _serve_http(server, options: ServerOptions, host: str, port: int, token: str | None) -> None:
+    import uvicorn
+
+    app = server.streamable_http_app(host=host, max_request_body_size=options.max_http_body_bytes)
+    sock = _bind(host, port)  # before the model loads: a taken port fails at once
+    config = uvicorn.Config(
+        BearerTokenMiddleware(app, token) if token else app,
+        lifespan="off",  # the session manager's run() below is the lifespan
+        log_level=options.log_level.lower(),
+    )
+    async with server.session_manager.run():  # loads the model
+        shown = f"[{host}]" if ":" in host else host
+        note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
+        print(f"{PROG}: serving on http://{shown}:{sock.getsockname()[1]}/mcp ({note})", file=sys.stderr, flush=True)
+        await uvicorn.Server(config).serve(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host") from e
+    return sock
+
+
+def _startup_error(e: BaseException) -> BaseException | None:
+    """The configuration error inside `e` (task groups wrap errors in exception groups), if any."""
+    if isinstance(e, _STARTUP_ERRORS):
+        return e
+    for inner in getattr(e, "exceptions", ()):
+        found = _startup_error(inner)
+        if found is not None:
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The `empathetic_reply` prompt: how the user sounds, said with its uncertainty, and how to reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from emotion_tool.results import EmotionAnalysis, EmotionReading, UtteranceReading
+
+from .sessions import SessionSummary, SessionTrace
+
+# How to meet each emotion in a reply. Cues for tone, never a script: the words come first.
+ADAPT: dict[str, str] = {
+    "neutral": "Reply in a plain, friendly tone; there is no strong feeling to respond to.",
+    "happy": "Match their good mood with warmth; keep it light, and do not dampen it with needless caveats.",
+    "sad": "Be gentle and unhurried; acknowledge that things may be hard before offering help, and avoid forced cheer.",
+    "angry": (
+        "Stay calm and respectful; acknowledge the frustration in one sentence, do not argue or get defensive, "
+        "and move quickly to concrete help. Keep it short."
+    ),
+    "fearful": "Be reassuring and steady; give clear, simple next steps and say what will happen, without alarm.",
+    "disgusted": "Take the objection seriously; acknowledge what put them off without judging, and offer an alternative.",
+    "surprised": "Check what surprised them and explain clearly; do not assume whether the surprise is good or bad.",
+}
+_UNSURE_MARGIN = 0.10  # top-1 minus top-2 probability below which the model is torn between two emotions
+
+
+@dataclass(frozen=True)
+class _Perception:
+    """What the prompt needs from any of the accepted JSON shapes."""
+
+    reading: EmotionReading | None
+    what: str  # what the reading covers, for the text
+    random_weights: bool
+    warnings: list[str]
+    context: str = ""  # a sentence on the wider picture (a session's overall reading), if any
+
+
+def parse_analysis(analysis_json: str) -> _Perception:
+    """Reads the JSON of an `EmotionAnalysis`, a `SessionSummary` or `SessionTrace`, an `UtteranceReading` or an `EmotionReading`.
+
+    Raises:
+        ValueError: the text is none of those.
+    """
+    for model in (EmotionAnalysis, SessionSummary, SessionTrace, UtteranceReading, EmotionReading):
+        try:
+            parsed = model.model_validate_json(analysis_json)
+        except ValidationError:
+            continue
+        if isinstance(parsed, EmotionAnalysis):
+            what = f"the whole recording ({parsed.duration_s:.1f} s, {parsed.speech_ratio:.0%} speech)"
+            return _Perception(parsed.summary, what, parsed.random_weights, list(parsed.warnings))
+        if isinstance(parsed, SessionSummary):
+            n = len(parsed.utterances)
+            context = ""
+            if parsed.overall is not None and n > 1:
+                context = (
+                    f"Over all {n} utterances of the conversation the voice read as {parsed.overall.label} "
+                    f"(probability {parsed.overall.confidence:.2f}, valence {parsed.overall.valence:.2f})."
+                )
+            return _Perception(parsed.latest, "their latest utterance", parsed.random_weights, list(parsed.warnings), context)
+        if isinstance(parsed, SessionTrace):  # a session still running: its latest utterance
+            latest = parsed.utterances[-1].reading if parsed.utterances else None
+            return _Perception(latest, "their latest utterance", parsed.random_weights, list(parsed.warnings))
+        if isinstance(parsed, UtteranceReading):
+            return _Perception(parsed.reading, "their latest utterance", False, [])
+        return _Perception(parsed, "their speech", False, [])
+    raise ValueError(
+        "analysis_json is not an emotion analysis: pass the JSON that analyze_emotion, get_emotion_trace or "
+        "end_emotion_session returned (or one reading from them), unchanged"
+    )
+
+
+def describe_perception(p: _Perception) -> str:
+    """The paragraph that tells the assistant how the user sounds, hedged as the numbers warrant."""
+    if p.random_weights:
+        return (
+            "The emotion readings come from a test model with random weights: they mean nothing. Ignore them "
+            "and reply to the user's words alone."
+        )
+    r = p.reading
+    if r is None:
+        return "No speech was heard, so there is no reading of how the user sounds. Reply to their words alone."
+    ranked = sorted(r.probabilities.items(), key=lambda kv: kv[1], reverse=True)
+    runner_up, runner_p = ranked[1] if len(ranked) > 1 else (None, 0.0)
+    lines = [
+        f"A speech emotion model listened to {p.what}. It reads the voice as {r.label} "
+        f"(probability {r.confidence:.2f}; valence {r.valence:.2f} where 0 is negative and 1 positive, "
+        f"arousal {r.arousal:.2f} where 0 is calm and 1 agitated, dominance {r.dominance:.2f})."
+    ]
+    if r.uncertain or r.margin < _UNSURE_MARGIN:
+        lines.append(
+            f"This reading is uncertain: {r.label} is only slightly ahead"
+            + (f" of {runner_up} ({runner_p:.2f})" if runner_up else "")
+            + ". Do not act as if you know how they feel; let their words lead, and if it matters, ask."
+        )
+    else:
+        lines.append(
+            "Treat it as a cue, not a fact: the model hears how something is said, not what is meant, "
+            "and it is often wrong outside its training data."
+        )
+    if p.context:
+        lines.append(p.context)
+    lines += [f"Caveat: {w}" for w in p.warnings]
+    return "\n".join(lines)
+
+
+def empathetic_reply_text(user_words: str, analysis_json: str) -> str:
+    """The prompt's text: the user's words, how they sound, and how to adapt the reply."""
+    p = parse_analysis(analysis_json)
+    perception = describe_perception(p)
+    usable = p.reading is not None and not p.random_weights
+    if usable and p.reading is not None:
+        advice = ADAPT.get(p.reading.label, ADAPT["neutral"])
+        if p.reading.uncertain or p.reading.margin < _UNSURE_MARGIN:
+            advice = "Keep your tone neutral and kind; adapt only if their words point the same way. " + advice
+        high_arousal_negative = p.reading.arousal > 0.65 and p.reading.valence < 0.4
+        if high_arousal_negative and p.reading.label != "angry":
+            advice += " They sound agitated and negative: keep sentences short and calm."
+    else:
+        advice = "Reply to what they said, in a plain, friendly tone."
+    return (
+        f"The user said:\n\"\"\"\n{user_words.strip()}\n\"\"\"\n\n"
+        f"How they sound:\n{perception}\n\n"
+        f"How to reply: {advice}\n"
+        "Do not tell the user which emotion a model detected or quote these numbers unless they ask; "
+        "let it shape your tone, and answer what they actually said."
+    )

@@ -1,0 +1,181 @@
+"""What the server lets in: readable directories, payload sizes, and bearer tokens over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+TOKEN_ENV_VAR = "EMOTION_MCP_TOKEN"  # the bearer token clients must send over HTTP
+MIN_TOKEN_CHARS = 16  # shorter tokens are refused: they can be guessed
+_MIB = 1024 * 1024
+
+
+class RequestError(ValueError):
+    """A request the server refuses; the message tells the caller (often an LLM) what to change."""
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+
+class PathPolicy:
+    """Decides which files may be read: only those inside the allowed directories.
+
+    Paths are resolved (symlinks and `..` followed) before the check, and the resolved file is the
+    one read, so a link inside an allowed directory cannot lead outside it.
+    """
+
+    def __init__(self, allowed_dirs: Sequence[str | os.PathLike]):
+        self.allowed: tuple[Path, ...] = tuple(self._check_dir(d) for d in allowed_dirs)
+
+    @staticmethod
+    def _check_dir(directory: str | os.PathLike) -> Path:
+        path = Path(directory).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"--allow-dir {directory}: no such directory; give an existing directory of audio files")
+        return Path(os.path.realpath(path))
+
+    def resolve(self, path: str) -> Path:
+        """The real path of `path` if it lies inside an allowed directory.
+
+        Relative paths are taken relative to the first allowed directory.
+
+        Raises:
+            RequestError: nothing may be read, or the path leads outside the allowed directories.
+        """
+        if not self.allowed:
+            raise RequestError(
+                "this server reads no files: it was started without --allow-dir. Send the audio as "
+                "audio_base64 instead, or restart the server with --allow-dir DIR for the directory holding it"
+            )
+        if "\x00" in path:
+            raise RequestError("audio_path contains a NUL character; give a plain file path")
+        candidate = Path(path).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.allowed[0] / candidate
+        real = Path(os.path.realpath(candidate))
+        if not any(real == d or real.is_relative_to(d) for d in self.allowed):
+            dirs = ", ".join(str(d) for d in self.allowed)
+            raise RequestError(
+                f"{path} is outside the directories this server may read ({dirs}); move the file into one of "
+                "them, send it as audio_base64, or restart the server with another --allow-dir"
+            )
+        return real
+
+
+def read_file_bytes(real: Path, *, max_bytes: int, shown_as: str) -> bytes:
+    """Reads a file checked by `PathPolicy.resolve`, refusing links swapped in since and oversized files."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(real, flags)
+    except FileNotFoundError as e:
+        raise RequestError(f"{shown_as}: no such file; check the path") from e
+    except OSError as e:
+        raise RequestError(f"{shown_as}: cannot open ({e.strerror}); check the path and its permissions") from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RequestError(f"{shown_as} is not a regular file; give an audio file")
+        if info.st_size > max_bytes:
+            raise RequestError(
+                f"{shown_as} is {info.st_size / _MIB:.1f} MiB, over the limit of {max_bytes / _MIB:.1f} MiB; "
+                "send a shorter recording, or restart the server with a higher --max-request-mb"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+# --- HTTP -------------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: localhost, 127.0.0.0/8, ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_http_binding(host: str, token: str | None) -> None:
+    """Refuses unsafe HTTP set-ups before anything is started.
+
+    Raises:
+        ValueError: a non-loopback host without a token, or a token too short to be secret.
+    """
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(
+            f"{TOKEN_ENV_VAR} is {len(token)} characters; use at least {MIN_TOKEN_CHARS} random characters, "
+            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve on {host} without a bearer token: anyone who can reach it could use it. "
+            f"Set {TOKEN_ENV_VAR} (e.g. `export {TOKEN_ENV_VAR}=$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')`), or serve on 127.0.0.1"
+        )
+
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BearerTokenMiddleware:
+    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`, else 401.
+
+    Tokens are compared as SHA-256 digests with `hmac.compare_digest`, so the comparison takes the
+    same time whatever the token sent, its length included.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], token: str):
+        self.app = app
+        self._digest = hashlib.sha256(token.encode()).digest()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):  # lifespan events carry no request
+            await self.app(scope, receive, send)
+            return
+        header = b""
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"authorization":
+                header = value
+                break
+        scheme, _, credentials = header.partition(b" ")
+        presented = hashlib.sha256(credentials.strip()).digest()
+        valid = hmac.compare_digest(presented, self._digest)
+        if scheme.lower() != b"bearer" or not valid:
+            await _unauthorized(send, missing=not header)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _unauthorized(send: Send, *, missing: bool) -> None:
+    description = (
+        "this server requires a bearer token: send the header `Authorization: Bearer <token>` "
+        f"with the value of {TOKEN_ENV_VAR} the server was started with"
+        if missing
+        else f"the bearer token is not valid; send the value of {TOKEN_ENV_VAR} the server was started with"
+    )
+    body = json.dumps({"error": "invalid_token", "error_description": description}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="emotion-mcp", error="invalid_token"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
