@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from emotion_tool import AudioError, CheckpointError, EmotionRecognizer
+from emotion_tool import EmotionRecognizer
+from emotion_tool.cli import run_command
 from emotion_tool.plot import plot_trace
 
 PROG = "python -m demos.analyze_file"
@@ -27,15 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hop-s", type=float, default=1.0, help="trace hop, seconds (default 1)")
     p.add_argument("--out", metavar="FILE.png", help="where to draw the trace (default: <name>_trace.png here)")
     args = p.parse_args(argv)
-    try:
-        recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
-        analysis = recognizer.analyze(args.path, trace=True, window_s=args.window_s, hop_s=args.hop_s)
-    except (AudioError, CheckpointError, ValueError) as e:
-        if os.environ.get("EMOTION_TOOL_DEBUG"):
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(PROG, lambda: _run(args))
 
+
+def _run(args: argparse.Namespace) -> int:
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
+    analysis = recognizer.analyze(args.path, trace=True, window_s=args.window_s, hop_s=args.hop_s)
     print(f"{analysis.source}: {analysis.duration_s:.1f} s, {analysis.speech_s:.1f} s of speech")
     print(f"overall: {analysis.summary.describe()}")
     for segment in analysis.segments:

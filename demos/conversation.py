@@ -12,7 +12,6 @@ again with the same --thread continues it. Set EMOTION_TOOL_DEBUG=1 for tracebac
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 import uuid
@@ -103,19 +102,10 @@ def _print_turn(out: dict, path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from emotion_tool import AudioError, CheckpointError
+    from emotion_tool.cli import run_command
 
     args = _parser().parse_args(argv)
-    try:
-        return run(args)
-    except (AudioError, CheckpointError, ValueError, RuntimeError) as e:
-        if os.environ.get("EMOTION_TOOL_DEBUG"):
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

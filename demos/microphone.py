@@ -30,7 +30,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from emotion_tool import AudioError, CheckpointError, EmotionRecognizer
-from emotion_tool.plot import DIM_COLOURS, LABEL_COLOURS
+from emotion_tool.cli import run_command
+from emotion_tool.plot import DIM_COLOURS, LABEL_COLOURS, save_figure
 from emotion_tool.results import UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
 
@@ -457,12 +458,7 @@ def plot_session(record: SessionRecord, path: str | os.PathLike) -> Path:
     if record.random_weights:
         title += " — RANDOM WEIGHTS, readings mean nothing"
     ax_p.set_title(title)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def save_session(record: SessionRecord, directory: str | os.PathLike) -> tuple[Path, Path]:
@@ -616,13 +612,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return run(args)
-    except (DemoError, ValueError) as e:
-        if os.environ.get("EMOTION_TOOL_DEBUG"):
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(PROG, lambda: run(args), errors=(DemoError,))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .agreement import FAST_POINTS
 from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
@@ -268,21 +268,30 @@ def _random_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_command(prog: str, body: Callable[[], int], *, errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Runs a command's body the way every command of the project ends.
+
+    Bad input (AudioError, CheckpointError, ValueError, RuntimeError, and `errors`) prints one line,
+    `PROG: error: ...`, and returns 2; Ctrl-C returns 130. EMOTION_TOOL_DEBUG=1 shows the traceback.
+    """
     from .audio import AudioError
     from .checkpoint import CheckpointError
 
-    args = _parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (AudioError, CheckpointError, ValueError, RuntimeError) as e:
+        return body()
+    except (AudioError, CheckpointError, ValueError, RuntimeError, *errors) as e:
         if os.environ.get("EMOTION_TOOL_DEBUG"):
             raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_command(PROG, lambda: args.func(args))
 
 
 if __name__ == "__main__":

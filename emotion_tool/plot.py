@@ -76,6 +76,13 @@ def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
     if analysis.random_weights:
         title += " — RANDOM WEIGHTS, readings mean nothing"
     ax_p.set_title(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Lays out, writes (creating folders) and closes a matplotlib figure; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ def load_vad_model() -> Any:
     """
     silero = import_silero_vad()
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401  (silero-vad imports it itself; this only checks it is there)
     except ImportError:
         warnings.warn(
             "onnxruntime is not installed: voice activity detection runs on torch's thread pool and can be "
