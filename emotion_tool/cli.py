@@ -3,6 +3,8 @@
     emotion-tool analyze clip.wav [--trace] [--format table|json|jsonl] [--plot trace.png]
     emotion-tool info
     emotion-tool agree clip.wav           # deviation and speed-up of the fast operating points
+    emotion-tool train CONFIG.toml        # fine-tune (LoRA on the encoder, the paper's recipe)
+    emotion-tool eval MANIFEST --model DIR
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
 """
@@ -38,6 +40,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Emotions and valence/arousal/dominance from speech.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import evaluate, train
+
 
     p = sub.add_parser("analyze", help="analyse audio files", description="Analyse one or more audio files.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (wav, flac, ogg, mp3, ...)")
@@ -84,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=("tiny", "medium"), default="tiny", help="tiny, or the published sizes")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_random_model)
+
+    train.add_subcommand(sub)
+    evaluate.add_subcommand(sub)
     return parser
 
 

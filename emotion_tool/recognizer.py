@@ -272,7 +272,11 @@ class EmotionRecognizer:
         if not speech:
             warnings.append("No speech was detected; the reading describes non-speech sound and means little.")
 
-        planned = plan_windows(wav.shape[0], speech, max_window_s=o.max_window_s)
+        # Windows never exceed what the checkpoint's network reads at once (30 s for the published one).
+        span_s = min(o.max_window_s, float(self.model.config.features.chunk_length))
+        if o.trace and o.window_s > span_s:
+            raise ValueError(f"window_s={o.window_s} exceeds the {span_s:g}-s window this checkpoint reads")
+        planned = plan_windows(wav.shape[0], speech, max_window_s=span_s)
         windows = planned
         weights = [speech_seconds(speech, s, e) for s, e in windows]
         if sum(weights) > 0:  # windows without speech carry no weight: do not read them

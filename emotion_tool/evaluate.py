@@ -1,0 +1,470 @@
+"""Evaluation with the MERaLiON-SER protocol: UAR (7 and 4 classes), recall, confusion, CCC, per language.
+
+Two readings of every manifest item, as in the paper (section 6):
+
+- "segments": fine-grained 2-s segments. Each item is cut into consecutive 2-s pieces; a last piece
+  shorter than 1 s is left out, and an item shorter than 2 s is one segment.
+- "utterances": whole utterances, or merged segments of up to 15 s. An item of at most 15 s is read
+  whole; a longer one is split into equal parts of at most 15 s.
+
+Every segment is read as one window through `EmotionRecognizer.classify_batch`: padded to 30 s,
+the published operating point, unless the recognizer was built for a fast one. It is scored with
+the item's label and dimensions. The report records the model, the manifest's SHA-256 and the
+operating point.
+
+    emotion-tool eval MANIFEST --model ID_OR_DIR [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import DIMENSIONS, SAMPLE_RATE, default_model
+from .data import Manifest, ManifestOptions, class_balance, read_item_audio, read_manifest
+from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
+from .recognizer import AnalysisOptions, EmotionRecognizer
+from .results import OperatingPoint
+
+__all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
+
+Protocol = Literal["segments", "utterances"]
+PROTOCOLS: tuple[Protocol, ...] = ("segments", "utterances")
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How items are cut into the segments that are scored."""
+
+    segment_s: float = 2.0  # length of fine-grained segments, seconds
+    min_segment_s: float = 1.0  # a last fine-grained piece shorter than this is left out
+    merge_max_s: float = 15.0  # items up to this are read whole; longer ones are split into equal parts
+    protocols: tuple[Protocol, ...] = ("segments", "utterances")  # which readings to score
+    batch_size: int = 8  # segments per forward pass
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_segment_s <= self.segment_s:
+            raise ValueError(f"need 0 < min_segment_s <= segment_s, got {self.min_segment_s} and {self.segment_s}")
+        if self.merge_max_s < self.segment_s:
+            raise ValueError(f"merge_max_s={self.merge_max_s} must be at least segment_s={self.segment_s}")
+        bad = [p for p in self.protocols if p not in PROTOCOLS]
+        if bad or not self.protocols:
+            raise ValueError(f"protocols {list(self.protocols)}: choose from {list(PROTOCOLS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+class GroupScores(BaseModel):
+    """Scores of one group of segments (a language, or all)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segments: int = Field(description="Segments scored")
+    seven_class: ClassificationScores = Field(description="All of the model's labels")
+    four_class: ClassificationScores = Field(description="The primary classes neutral, angry, sad, happy")
+    dimensions: DimensionScores | None = Field(default=None, description="CCC, when the manifest has dimensions")
+
+
+class ProtocolReport(BaseModel):
+    """The scores of one reading of the manifest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    protocol: Protocol
+    description: str = Field(description="What a segment is in this protocol")
+    max_segment_s: float = Field(description="Longest segment read, seconds")
+    overall: GroupScores = Field(description="All segments")
+    languages: dict[str, GroupScores] = Field(description="Per language (\"unspecified\" for items without one)")
+    mean_uar_over_languages: float | None = Field(default=None, description="Mean of the 7-class UAR over languages")
+    mean_uar4_over_languages: float | None = Field(default=None, description="Mean of the 4-class UAR over languages")
+
+
+class ManifestRecord(BaseModel):
+    """Which data was scored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    sha256: str = Field(description="SHA-256 of the manifest file's bytes")
+    items: int
+    dropped: int = Field(description="Rows label_map left out")
+    balance: dict[str, dict[str, int]] = Field(description="language → label → items")
+
+
+class EvaluationReport(BaseModel):
+    """An evaluation, as written to report.json."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    random_weights: bool = Field(description="The checkpoint has random weights: the scores mean nothing")
+    operating_point: OperatingPoint = Field(description="How segments were fed to the network (\"published\": padded to window_s)")
+    window_s: float = Field(description="The model's window: the longest segment it reads, and the padded length when published")
+    labels: list[str]
+    device: str
+    dtype: str
+    manifest: ManifestRecord
+    options: dict[str, Any] = Field(description="The EvaluationOptions used")
+    protocols: dict[str, ProtocolReport]
+    created_at: str = Field(description="UTC time, ISO 8601")
+    emotion_tool_version: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+# --- planning segments --------------------------------------------------------------------------------
+
+
+def _segment_spans(n_samples: int, options: EvaluationOptions) -> list[tuple[int, int]]:
+    seg = int(round(options.segment_s * SAMPLE_RATE))
+    min_len = int(round(options.min_segment_s * SAMPLE_RATE))
+    if n_samples <= seg:
+        return [(0, n_samples)]
+    spans = [(s, min(s + seg, n_samples)) for s in range(0, n_samples, seg)]
+    if spans[-1][1] - spans[-1][0] < min_len:
+        spans.pop()
+    return spans
+
+
+def _utterance_spans(n_samples: int, max_s: float) -> list[tuple[int, int]]:
+    limit = int(math.floor(max_s * SAMPLE_RATE))
+    parts = max(1, math.ceil(n_samples / limit))
+    bounds = np.linspace(0, n_samples, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclass
+class _Collected:
+    refs: list[int]
+    languages: list[str]
+    ref_dims: list[np.ndarray]
+    probs: list[np.ndarray]
+    dims: list[np.ndarray]
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+def evaluate(
+    recognizer: EmotionRecognizer,
+    manifest: Manifest,
+    *,
+    options: EvaluationOptions = EvaluationOptions(),
+    progress: bool = False,
+) -> EvaluationReport:
+    """Scores `recognizer` on a manifest with the paper's protocol.
+
+    Args:
+        recognizer: the model to score.
+        manifest: a validated manifest (`read_manifest`) whose labels are the model's labels.
+        options: segment lengths, protocols, batch size.
+        progress: a progress bar over items on stderr.
+
+    Raises:
+        ValueError: the manifest names labels the model does not have.
+        AudioError: an item's audio cannot be read.
+    """
+    from tqdm.auto import tqdm
+
+    labels = recognizer.labels
+    unknown = sorted({it.label for it in manifest.items} - set(labels))
+    if unknown:
+        raise ValueError(f"the manifest has labels {unknown} that the model {recognizer.model_id} lacks (it has {labels})")
+    window_s = recognizer.model.config.features.n_samples / SAMPLE_RATE
+    warnings: list[str] = []
+    merge_max_s = options.merge_max_s
+    if merge_max_s > window_s and "utterances" in options.protocols:
+        warnings.append(f"The model reads at most {window_s:g} s at once; merged segments were cut to {window_s:g} s.")
+    merge_max_s = min(merge_max_s, window_s)
+    if options.segment_s > window_s:
+        raise ValueError(f"segment_s={options.segment_s} exceeds the model's window of {window_s:g} s")
+    if recognizer.random_weights:
+        warnings.append("This checkpoint has random weights (a test model): the scores mean nothing.")
+
+    collected = {p: _Collected([], [], [], [], []) for p in options.protocols}
+    pending: list[tuple[str, int, np.ndarray]] = []  # (protocol, item index, waveform)
+    short = 0
+
+    def flush() -> None:
+        if not pending:
+            return
+        readings = recognizer.classify_batch([w for _, _, w in pending])
+        for (protocol, i, _), r in zip(pending, readings):
+            item = manifest.items[i]
+            c = collected[protocol]
+            c.refs.append(labels.index(item.label))
+            c.languages.append(item.group)
+            c.ref_dims.append(np.array([np.nan if d is None else d for d in item.dims], dtype=np.float64))
+            c.probs.append(np.array([r.probabilities[lab] for lab in labels], dtype=np.float64))
+            c.dims.append(np.array([r.valence, r.arousal, r.dominance], dtype=np.float64))
+        pending.clear()
+
+    for i, item in enumerate(tqdm(manifest.items, desc="evaluating", unit="item", disable=not progress or None, file=sys.stderr)):
+        wave = read_item_audio(item)
+        if wave.shape[0] < options.min_segment_s * SAMPLE_RATE:
+            short += 1
+        for protocol in options.protocols:
+            spans = _segment_spans(wave.shape[0], options) if protocol == "segments" else _utterance_spans(wave.shape[0], merge_max_s)
+            pending.extend((protocol, i, wave[s:e]) for s, e in spans)
+        if len(pending) >= options.batch_size:
+            flush()
+    flush()
+    if short:
+        warnings.append(f"{short} item(s) last under {options.min_segment_s:g} s; readings of such short clips are unreliable.")
+
+    reports = {
+        p: _protocol_report(p, collected[p], labels, options.segment_s if p == "segments" else merge_max_s)
+        for p in options.protocols
+    }
+    return EvaluationReport(
+        model_id=recognizer.model_id,
+        random_weights=recognizer.random_weights,
+        operating_point=recognizer.operating_point(trace=False),
+        window_s=window_s,
+        labels=labels,
+        device=str(recognizer.device),
+        dtype=str(recognizer.dtype).removeprefix("torch."),
+        manifest=ManifestRecord(
+            path=str(manifest.path),
+            sha256=manifest.sha256,
+            items=len(manifest.items),
+            dropped=manifest.dropped,
+            balance=class_balance(manifest.items, labels=labels).counts,
+        ),
+        options={**asdict(options), "merge_max_s": merge_max_s, "protocols": list(options.protocols)},
+        protocols=reports,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        emotion_tool_version=_version(),
+        warnings=warnings,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emotion-tool")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _group_scores(c: _Collected, rows: Sequence[int], labels: list[str]) -> GroupScores:
+    y = [c.refs[i] for i in rows]
+    probs = np.array([c.probs[i] for i in rows]).reshape(len(rows), len(labels))
+    ref_dims = np.array([c.ref_dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
+    dims = np.array([c.dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
+    return GroupScores(
+        segments=len(rows),
+        seven_class=classification_scores(y, probs, labels=labels),
+        four_class=classification_scores(y, probs, labels=labels, classes=[c for c in PRIMARY_LABELS if c in labels]),
+        dimensions=dimension_scores(dims, ref_dims, names=DIMENSIONS) if (~np.isnan(ref_dims)).any() else None,
+    )
+
+
+def _protocol_report(protocol: str, c: _Collected, labels: list[str], max_segment_s: float) -> ProtocolReport:
+    languages = sorted(set(c.languages))
+    per_language = {lang: _group_scores(c, [i for i, g in enumerate(c.languages) if g == lang], labels) for lang in languages}
+    uars = [g.seven_class.uar for g in per_language.values() if g.seven_class.uar is not None]
+    uars4 = [g.four_class.uar for g in per_language.values() if g.four_class.uar is not None]
+    several = len(per_language) > 1
+    return ProtocolReport(
+        protocol=protocol,  # type: ignore[arg-type]
+        description=(
+            f"fine-grained segments: consecutive pieces of at most {max_segment_s:g} s"
+            if protocol == "segments"
+            else f"whole utterances and merged segments: items read whole up to {max_segment_s:g} s, longer ones split evenly"
+        ),
+        max_segment_s=max_segment_s,
+        overall=_group_scores(c, range(len(c.refs)), labels),
+        languages=per_language,
+        mean_uar_over_languages=float(np.mean(uars)) if several and uars else None,
+        mean_uar4_over_languages=float(np.mean(uars4)) if several and uars4 else None,
+    )
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+
+
+def _confusion_lines(scores: ClassificationScores) -> list[str]:
+    short = [lab[:4] for lab in scores.labels]
+    rows = [["reference \\ predicted", *short, "recall"]]
+    for lab, counts in zip(scores.labels, scores.confusion):
+        rows.append([lab, *(str(n) for n in counts), _pct(scores.recall[lab])])
+    return _table(rows)
+
+
+def format_report(report: EvaluationReport) -> str:
+    """The report as plain-text tables: scores per language, and the overall confusion matrices."""
+    lines = [
+        f"model: {report.model_id}{' (random weights: the scores mean nothing)' if report.random_weights else ''}",
+        f"manifest: {report.manifest.path} ({report.manifest.items} items, sha256 {report.manifest.sha256[:12]})",
+        f"operating point: {report.operating_point} "
+        + (
+            f"(every segment padded to {report.window_s:g} s)"
+            if report.operating_point == "published"
+            else "(a fast operating point: scores can differ from the published model's use)"
+        ),
+    ]
+    for rep in report.protocols.values():
+        lines += ["", f"[{rep.protocol}] {rep.description}"]
+        has_dims = rep.overall.dimensions is not None
+        head = ["language", "segments", "UAR 7", "UAR 4"] + ([f"CCC {d[:3]}" for d in DIMENSIONS] if has_dims else [])
+        rows = [head]
+        groups = list(rep.languages.items()) + ([("all", rep.overall)] if len(rep.languages) > 1 else [])
+        for name, g in groups:
+            row = [name, str(g.segments), _pct(g.seven_class.uar), _pct(g.four_class.uar)]
+            if has_dims:
+                row += [_num(g.dimensions.ccc[d]) if g.dimensions else "-" for d in DIMENSIONS]
+            rows.append(row)
+        if rep.mean_uar_over_languages is not None:
+            rows.append(["mean of languages", "", _pct(rep.mean_uar_over_languages), _pct(rep.mean_uar4_over_languages)] + ([""] * 3 if has_dims else []))
+        lines += _table(rows)
+        lines += ["", "confusion (all languages):", *_confusion_lines(rep.overall.seven_class)]
+    if report.warnings:
+        lines += ["", *(f"warning: {w}" for w in report.warnings)]
+    return "\n".join(lines)
+
+
+def plot_confusion(scores: ClassificationScores, path: str | os.PathLike, *, title: str = "") -> Path:
+    """Saves a PNG of a confusion matrix: colour = share of each reference class, text = counts."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("plotting requires matplotlib; pip install 'emotion-tool[plot]'") from e
+
+    from .plot import save_figure
+
+    counts = np.array(scores.confusion, dtype=np.float64)
+    support = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, support, out=np.zeros_like(counts), where=support > 0)
+    k = len(scores.labels)
+    fig, ax = plt.subplots(figsize=(3.0 + 0.8 * k, 1.5 + 0.7 * k))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(k), scores.labels, rotation=45, ha="right")
+    ax.set_yticks(range(k), [f"{lab} ({int(s)})" for lab, s in zip(scores.labels, support[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference (segments)")
+    ax.set_title(title or f"UAR {_pct(scores.uar)}", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of reference class")
+    return save_figure(fig, path)
+
+
+def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot: bool = True) -> list[Path]:
+    """Writes report.json and, with `plot`, confusion-<protocol>.png per protocol; returns the paths."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "report.json"]
+    paths[0].write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    if plot:
+        for name, rep in report.protocols.items():
+            title = f"{rep.protocol} (≤ {rep.max_segment_s:g} s): UAR {_pct(rep.overall.seven_class.uar)}"
+            if report.random_weights:
+                title += " — random weights"
+            paths.append(plot_confusion(rep.overall.seven_class, out / f"confusion-{name}.png", title=title))
+    return paths
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def add_subcommand(subparsers: Any) -> None:
+    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] ...` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "eval",
+        help="score a model on a labelled manifest (UAR, recall, confusion, CCC)",
+        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language.",
+    )
+    p.add_argument("manifest", type=Path, metavar="MANIFEST", help="labelled data, .csv or .jsonl (see the training section of the README)")
+    p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or MERaLiON/MERaLiON-SER-v1)")
+    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the confusion PNGs (default: eval-<manifest name>)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
+    p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
+    p.add_argument("--context", choices=("padded", "trimmed"), default="padded",
+                   help="padded: every segment padded to 30 s, as published (default); trimmed: a fast operating point")
+    p.add_argument("--quantize", choices=("int8",), default=None, help="int8: quantized linear layers on the CPU (a fast operating point)")
+    p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
+    p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
+    p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="both", help="which reading to score (default both)")
+    p.add_argument("--segment-s", type=float, default=2.0, help="fine-grained segment length, seconds (default 2)")
+    p.add_argument("--min-segment-s", type=float, default=1.0, help="leave out last pieces shorter than this, seconds (default 1)")
+    p.add_argument("--merge-max-s", type=float, default=15.0, help="read items up to this whole; split longer ones (default 15)")
+    p.add_argument("--batch-size", type=int, default=8, help="segments per forward pass")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (the files are written either way)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices")
+    p.set_defaults(func=run)
+
+
+def _label_map(text: str | None) -> dict[str, str | None]:
+    if text is None:
+        return {}
+    source = "--label-map"
+    if Path(text).is_file():
+        source, text = text, Path(text).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{source} is not JSON ({e.msg}); give an object like '{{\"exc\": \"happy\"}}' or a .json file") from e
+    if not isinstance(data, dict) or not all(v is None or isinstance(v, str) for v in data.values()):
+        raise ValueError(f"{source} must be a JSON object of names to a label or null")
+    return {str(k): v for k, v in data.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    """`emotion-tool eval`: returns the exit code."""
+    options = EvaluationOptions(
+        segment_s=args.segment_s,
+        min_segment_s=args.min_segment_s,
+        merge_max_s=args.merge_max_s,
+        protocols=("segments", "utterances") if args.protocol == "both" else (args.protocol,),
+        batch_size=args.batch_size,
+    )
+    recognizer = EmotionRecognizer.from_pretrained(
+        args.model or default_model(),
+        device=args.device,
+        dtype=args.dtype,
+        local_files_only=args.offline,
+        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
+        quantize=args.quantize,
+    )
+    manifest = read_manifest(
+        args.manifest,
+        options=ManifestOptions(label_map=_label_map(args.label_map), dim_scale=tuple(args.dim_scale), labels=tuple(recognizer.labels)),
+    )
+    report = evaluate(recognizer, manifest, options=options, progress=True)
+    out = args.out if args.out is not None else Path(f"eval-{Path(args.manifest).stem}")
+    paths = write_report(report, out, plot=not args.no_plot)
+    if args.format == "json":
+        print(report.model_dump_json(indent=2))
+    else:
+        print(format_report(report))
+    print(f"written: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0

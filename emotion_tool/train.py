@@ -1,0 +1,918 @@
+"""Fine-tuning with the MERaLiON-SER recipe, and export in the published layout.
+
+The recipe (arXiv 2511.04914, section 3): the Whisper encoder frozen with LoRA on its attention q/k/v;
+loss = class-weighted cross-entropy with label smoothing + λ·(1 − CCC) on valence/arousal/dominance;
+AdamW with one parameter group for LoRA and one for the downstream model and heads; a cosine schedule
+with linear warm-up; MixUp, additive noise and speed perturbation; early stopping on the development
+categorical loss; the k best epochs kept and averaged. Every value is a field of `TrainConfig`, whose
+defaults are the paper's where it gives them.
+
+    emotion-tool train CONFIG.toml [--resume]
+
+A run directory holds `config.json` (the resolved config), `log.jsonl` (one line per epoch),
+`state.pt` (everything needed to resume after the last finished epoch), `checkpoints/` (the trained
+tensors of the k best epochs) and, at the end, `model/`: a checkpoint in the published layout
+(LoRA merged into the encoder) that `EmotionRecognizer.from_pretrained` loads, with `training.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import re
+import sys
+import time
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .checkpoint import Checkpoint, CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .config import DIMENSIONS, LABELS, WEIGHTS_FILE, FeatureConfig, SERConfig, default_model
+from .data import (
+    Augmentation,
+    ClassBalance,
+    ClipBatch,
+    Manifest,
+    ManifestDataset,
+    ManifestOptions,
+    class_balance,
+    collate_clips,
+    list_noise_files,
+    read_manifest,
+)
+from .features import log_mel_spectrogram
+from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
+from .model import MERaLiONSER
+from .recognizer import pick_device
+
+__all__ = ["TrainConfig", "LoraOptions", "EpochLog", "TrainingSummary", "TrainingRun", "load_config", "train", "add_subcommand", "run"]
+
+_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")  # the encoder's attention projections
+_STATE_FILE = "state.pt"
+_LOG_FILE = "log.jsonl"
+_CONFIG_FILE = "config.json"
+_MODEL_DIR = "model"
+_SUMMARY_FILE = "training.json"
+_CHECKPOINT_DIR = "checkpoints"
+_RUNTIME_FIELDS = {"device", "num_workers"}  # may change between a run and its resume
+
+
+class LoraOptions(BaseModel):
+    """LoRA adapters on the encoder's attention. The paper does not give rank or alpha; these are common values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False: the encoder stays fully frozen; only the downstream model and heads train")
+    rank: int = Field(default=8, ge=1, description="Rank r of each adapter")
+    alpha: float = Field(default=16.0, gt=0, description="Scale: the update is (alpha / r)·B·A")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapters' input")
+    target_modules: tuple[str, ...] = Field(
+        default=("q_proj", "k_proj", "v_proj"), description="Attention projections that get adapters"
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _known_targets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [t for t in v if t not in _LORA_TARGETS]
+        if bad or not v:
+            raise ValueError(f"target_modules {list(v)}: each must be one of {list(_LORA_TARGETS)}")
+        return v
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run uses. Defaults are the MERaLiON-SER paper's where it gives them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # data
+    train_manifest: Path = Field(description="Training manifest (.csv or .jsonl)")
+    dev_manifest: Path = Field(description="Development manifest: early stopping and checkpoint selection")
+    output_dir: Path = Field(description="Run directory: log, resumable state, checkpoints, exported model")
+    label_map: dict[str, str | None] = Field(default_factory=dict, description='Dataset label → model label (null or "" leaves such rows out)')
+    dim_scale: tuple[float, float] = Field(default=(0.0, 1.0), description="Scale of valence/arousal/dominance in the manifests")
+
+    # starting point
+    base_model: str | None = Field(
+        default=None, description="Checkpoint to fine-tune: Hub id or directory; default $EMOTION_TOOL_MODEL or MERaLiON/MERaLiON-SER-v1"
+    )
+    whisper_encoder: Path | None = Field(
+        default=None, description="Instead of base_model: a transformers Whisper checkpoint directory; the head starts fresh"
+    )
+    channels: int = Field(
+        default=512, ge=64, multiple_of=64, description="ECAPA-TDNN channels of a fresh head, a multiple of 64 (whisper_encoder only)"
+    )
+    embed_dim: int = Field(default=256, ge=4, description="Emotion embedding size of a fresh head (whisper_encoder only)")
+    lora: LoraOptions = Field(default_factory=LoraOptions, description="Adapters on the encoder")
+
+    # optimisation
+    lr_lora: float = Field(default=5e-5, gt=0, description="AdamW learning rate of the LoRA adapters")
+    weight_decay_lora: float = Field(default=4e-5, ge=0, description="AdamW weight decay of the LoRA adapters")
+    lr_head: float = Field(default=6e-4, gt=0, description="AdamW learning rate of the downstream model and heads")
+    weight_decay_head: float = Field(default=8e-5, ge=0, description="AdamW weight decay of the downstream model and heads")
+    warmup_fraction: float = Field(default=0.08, ge=0, lt=1, description="Share of steps with linear warm-up before the cosine decay")
+    epochs: int = Field(default=15, ge=1, description="Most epochs to run")
+    batch_size: int = Field(default=32, ge=1, description="Clips per forward pass")
+    grad_accum_steps: int = Field(default=1, ge=1, description="Batches per optimizer step (effective batch = batch_size × this)")
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping; null: none")
+
+    # loss
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy")
+    class_weights: Literal["balanced", "none"] = Field(
+        default="balanced", description="balanced: weight each class by N / (classes · its count) in the training set"
+    )
+    ccc_weight: float = Field(default=0.5, ge=0, description="λ of the λ·(1 − CCC) term on valence/arousal/dominance")
+
+    # augmentation
+    mixup_prob: float = Field(default=0.5, ge=0, le=1, description="Share of batches mixed with MixUp")
+    mixup_alpha: float = Field(default=0.3, gt=0, description="MixUp weights are drawn from Beta(alpha, alpha)")
+    noise_dir: Path | None = Field(default=None, description="Folder of noise recordings (MUSAN in the paper); null: no noise")
+    noise_prob: float = Field(default=0.5, ge=0, le=1, description="Share of clips that get noise")
+    noise_snr_db: tuple[float, float] = Field(default=(5.0, 20.0), description="Signal-to-noise ratio range of added noise, dB")
+    speed_factors: tuple[float, ...] = Field(default=(0.9, 1.0, 1.1), description="Speed perturbation, one factor drawn per clip")
+    max_clip_s: float = Field(default=30.0, gt=0, le=30, description="Longer clips are cropped (at random in training)")
+
+    # selection
+    patience: int | None = Field(default=3, ge=1, description="Stop after this many epochs without a lower dev categorical loss; null: never")
+    keep_best: int = Field(default=4, ge=1, description="Epochs kept, ranked by dev categorical loss")
+    average_best: bool = Field(
+        default=True, description="Export the average of the kept epochs when it has the lower dev loss, else the best epoch"
+    )
+
+    # runtime
+    device: str = Field(default="auto", description="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N")
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field(
+        default="auto", description="auto: bf16 on GPUs that support it, else fp16; no mixed precision on CPU"
+    )
+    num_workers: int = Field(default=4, ge=0, description="Processes reading audio for the loader")
+    seed: int = Field(default=0, description="Seed of initialisation, shuffling and augmentation")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "TrainConfig":
+        if self.whisper_encoder is not None and self.base_model is not None:
+            raise ValueError("give base_model (a checkpoint to fine-tune) or whisper_encoder (encoder + fresh head), not both")
+        if self.noise_snr_db[0] > self.noise_snr_db[1]:
+            raise ValueError(f"noise_snr_db must be [low, high], got {list(self.noise_snr_db)}")
+        return self
+
+    def manifest_options(self, labels: tuple[str, ...] = LABELS, *, check_audio: bool = True) -> ManifestOptions:
+        return ManifestOptions(label_map=self.label_map, dim_scale=self.dim_scale, labels=labels, check_audio=check_audio)
+
+
+_PATH_FIELDS = ("train_manifest", "dev_manifest", "output_dir", "noise_dir", "whisper_encoder")
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Reads a TOML or JSON training config; relative paths in it start at the config file's folder.
+
+    Raises:
+        ValueError: the file is not valid TOML/JSON or a field is unknown or out of range.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"training config {path} does not exist; see examples/train_config.toml")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            raw = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            raw = json.loads(text)
+        else:
+            raise ValueError(f"training config {path} must be .toml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"training config {path} cannot be parsed ({e})") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"training config {path} must hold a table/object of settings")
+    base = path.resolve().parent
+    for key in _PATH_FIELDS:
+        if isinstance(raw.get(key), str) and not Path(raw[key]).expanduser().is_absolute():
+            raw[key] = str(base / raw[key])
+    bm = raw.get("base_model")
+    if isinstance(bm, str) and (base / bm).is_dir() and not Path(bm).is_absolute():
+        raw["base_model"] = str(base / bm)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"training config {path}: {problems}") from e
+
+
+# --- results ---------------------------------------------------------------------------------------
+
+
+class DevScores(BaseModel):
+    """Scores on the development set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    categorical_loss: float = Field(description="The loss's first term (weighted, smoothed cross-entropy) without augmentation")
+    seven_class: ClassificationScores = Field(description="All labels")
+    four_class: ClassificationScores = Field(description="neutral, angry, sad, happy")
+    dimensions: DimensionScores | None = Field(default=None, description="CCC, when the dev manifest has dimensions")
+
+
+class EpochLog(BaseModel):
+    """One line of log.jsonl."""
+
+    model_config = ConfigDict(frozen=True)
+
+    epoch: int = Field(description="1-based")
+    train_loss: float = Field(description="Mean total loss over the epoch's batches")
+    train_categorical_loss: float = Field(description="Mean cross-entropy term")
+    train_ccc_loss: float = Field(description="Mean 1 − CCC term (0 for batches without dimensions)")
+    dev_categorical_loss: float = Field(description="Early stopping watches this")
+    dev_ccc_loss: float | None = Field(default=None, description="1 − mean CCC on the dev set")
+    dev_uar: float | None = Field(description="7-class UAR on the dev set")
+    dev_uar4: float | None = Field(description="4-class UAR on the dev set")
+    dev_ccc: dict[str, float | None] = Field(default_factory=dict, description="CCC per dimension on the dev set")
+    lr_lora: float | None = Field(default=None, description="LoRA learning rate at the epoch's end")
+    lr_head: float = Field(description="Head learning rate at the epoch's end")
+    seconds: float = Field(description="Wall time of the epoch")
+
+
+class TrainingSummary(BaseModel):
+    """What a finished run produced; also written to model/training.json."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output_dir: Path
+    model_dir: Path = Field(description="The exported checkpoint, in the published layout")
+    base: str = Field(description="Where training started: a checkpoint, or whisper:<dir> with a fresh head")
+    random_weights: bool = Field(description="The starting checkpoint had random weights, so the export is a test model")
+    train_manifest_sha256: str
+    dev_manifest_sha256: str
+    train_balance: ClassBalance
+    dev_balance: ClassBalance
+    epochs_run: int
+    stopped_early: bool
+    best_epochs: list[int] = Field(description="The kept epochs, best first")
+    exported: Literal["average", "best"] = Field(description="average of the kept epochs, or the best epoch alone")
+    exported_epochs: list[int] = Field(description="The epochs whose weights the export holds")
+    dev: DevScores = Field(description="The exported model on the dev set")
+    dev_predictions: list[str] = Field(description="The exported model's label per dev item, in manifest order")
+    history: list[EpochLog]
+
+
+@dataclass
+class TrainingRun:
+    """`train`'s result: the summary, and the exported network (eval mode, on the training device)."""
+
+    summary: TrainingSummary
+    model: MERaLiONSER
+
+
+EpochCallback = Callable[[EpochLog], None]
+"""Called after each epoch, once its state is saved (so a run stopped in it resumes from the next)."""
+
+
+# --- building the network ---------------------------------------------------------------------------
+
+
+def _checkpoint_model(ckpt: Checkpoint) -> MERaLiONSER:
+    """The checkpoint's network in float32, trainable (`build_model` gives a frozen one)."""
+    with torch.device("meta"):
+        model = MERaLiONSER(ckpt.config)
+    load_weights(model, ckpt.path / WEIGHTS_FILE, dtype=torch.float32)
+    return model
+
+
+def _whisper_model(directory: Path, *, channels: int, embed_dim: int, seed: int) -> MERaLiONSER:
+    """A Whisper encoder from a transformers checkpoint directory, with a fresh downstream model and heads."""
+    from safetensors import safe_open
+
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory} has no config.json; give a transformers Whisper checkpoint directory")
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if cfg.get("model_type") != "whisper":
+        raise CheckpointError(f"{cfg_path} describes a {cfg.get('model_type')!r} model; whisper_encoder needs a Whisper checkpoint")
+    features = FeatureConfig(feature_size=int(cfg["num_mel_bins"]))
+    if (directory / "preprocessor_config.json").is_file():
+        pre = json.loads((directory / "preprocessor_config.json").read_text(encoding="utf-8"))
+        features = FeatureConfig.from_dict(pre)
+    config = SERConfig(
+        n_mels=int(cfg["num_mel_bins"]),
+        d_model=int(cfg["d_model"]),
+        encoder_layers=int(cfg["encoder_layers"]),
+        encoder_attention_heads=int(cfg["encoder_attention_heads"]),
+        encoder_ffn_dim=int(cfg["encoder_ffn_dim"]),
+        max_source_positions=int(cfg["max_source_positions"]),
+        channels=channels,
+        embed_dim=embed_dim,
+        features=features,
+    )
+    if features.feature_size != config.n_mels:
+        raise CheckpointError(f"{directory}: preprocessor_config.json has {features.feature_size} mel bins, config.json {config.n_mels}")
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map: dict[str, str] = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    elif (directory / "model.safetensors").is_file():
+        with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
+            weight_map = {n: "model.safetensors" for n in f.keys()}
+    else:
+        raise CheckpointError(
+            f"{directory} has no model.safetensors; save the Whisper model with save_pretrained(safe_serialization=True)"
+        )
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = MERaLiONSER(config)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    wanted = {n: t for n, t in model.state_dict().items() if n.startswith("whisper.encoder.")}
+    prefix = next((p for p in ("model.encoder.", "encoder.") if any(k.startswith(p) for k in weight_map)), None)
+    if prefix is None:
+        raise CheckpointError(f"{directory} holds no encoder tensors (model.encoder.* or encoder.*); is it a Whisper checkpoint?")
+    state: dict[str, torch.Tensor] = {}
+    missing = []
+    for name, target in wanted.items():
+        source = prefix + name.removeprefix("whisper.encoder.")
+        if source not in weight_map:
+            missing.append(source)
+            continue
+        with safe_open(str(directory / weight_map[source]), framework="pt") as f:
+            t = f.get_tensor(source)
+        if tuple(t.shape) != tuple(target.shape):
+            raise CheckpointError(f"{directory}: {source} has shape {tuple(t.shape)}, the encoder needs {tuple(target.shape)}")
+        state[name] = t.float()
+    if missing:
+        raise CheckpointError(f"{directory} lacks encoder tensors: {', '.join(missing[:8])}")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def _add_lora(model: MERaLiONSER, options: LoraOptions) -> MERaLiONSER:
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as e:
+        raise RuntimeError("LoRA training requires peft; pip install 'emotion-tool[train]'") from e
+    pattern = r"whisper\.encoder\.layers\.\d+\.self_attn\.(" + "|".join(map(re.escape, options.target_modules)) + ")"
+    config = LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=pattern, bias="none")
+    return inject_adapter_in_model(config, model)
+
+
+def _is_lora(name: str) -> bool:
+    return ".lora_" in name
+
+
+def _merged_changes(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors training changes, under their published names: LoRA-merged projections and the head."""
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        if any(_is_lora(n) for n, _ in model.named_parameters()):
+            from peft.tuners.lora import LoraLayer
+
+            for name, module in model.named_modules():
+                if isinstance(module, LoraLayer):
+                    base = module.get_base_layer()
+                    out[f"{name}.weight"] = (base.weight + module.get_delta_weight("default")).detach().clone()
+        for name, p in model.named_parameters():
+            if p.requires_grad and not _is_lora(name):
+                out[name] = p.detach().clone()
+    return out
+
+
+def _base_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """All tensors under their published names, LoRA not applied."""
+    return {n.replace(".base_layer.", "."): t for n, t in model.state_dict().items() if not _is_lora(n)}
+
+
+def _plain_model(config: SERConfig, state: dict[str, torch.Tensor], device: torch.device) -> MERaLiONSER:
+    with torch.device("meta"):
+        model = MERaLiONSER(config)
+    model.load_state_dict({n: t.detach().clone() for n, t in state.items()}, strict=True, assign=True)
+    return model.to(device).eval().requires_grad_(False)
+
+
+# --- the loss ----------------------------------------------------------------------------------------
+
+
+def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean over dimensions of 1 − CCC, over the rows where the target is not NaN.
+
+    Args:
+        prediction: (B, D); target: (B, D) with NaN where a dimension is not annotated.
+
+    Returns:
+        (loss, dimensions scored); dimensions with fewer than 2 annotated rows are left out, and the
+        loss is 0 (with a gradient of 0) when none is scored.
+    """
+    terms = []
+    for d in range(prediction.shape[1]):
+        ok = ~torch.isnan(target[:, d])
+        if int(ok.sum()) < 2:
+            continue
+        x, y = prediction[ok, d].float(), target[ok, d].float()
+        mx, my = x.mean(), y.mean()
+        cov = ((x - mx) * (y - my)).mean()
+        denom = x.var(unbiased=False) + y.var(unbiased=False) + (mx - my) ** 2
+        terms.append(1.0 - 2.0 * cov / (denom + 1e-8))
+    if not terms:
+        return prediction.sum() * 0.0, 0
+    return torch.stack(terms).mean(), len(terms)
+
+
+def _class_weights(manifest: Manifest, labels: list[str], mode: str) -> torch.Tensor:
+    counts = np.array([sum(1 for it in manifest.items if it.label == lab) for lab in labels], dtype=np.float64)
+    weights = np.ones(len(labels))
+    if mode == "balanced":
+        present = counts > 0
+        weights[present] = counts.sum() / (present.sum() * counts[present])  # absent classes keep weight 1
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class _WarmupCosine:
+    """Learning-rate factor: linear warm-up to 1, then cosine decay to 0 at the last step."""
+
+    def __init__(self, total_steps: int, warmup_steps: int):
+        self.total = max(1, total_steps)
+        self.warmup = warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(1)[0])
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig, *, resume: bool = False, verbose: bool = True, callback: EpochCallback | None = None
+) -> TrainingRun:
+    """Runs (or resumes) a training run and exports the model.
+
+    Args:
+        config: the run's settings.
+        resume: continue the run in `config.output_dir` after its last finished epoch.
+        verbose: progress bars and per-epoch lines on stderr.
+        callback: called with each epoch's log, after its state is saved.
+
+    Raises:
+        ValueError: bad config or manifests, or an output directory that holds another run.
+        CheckpointError: the starting checkpoint cannot be loaded.
+    """
+    return _Trainer(config, verbose=verbose).run(resume=resume, callback=callback)
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, *, verbose: bool):
+        self.cfg = config
+        self.verbose = verbose
+        self.out = Path(config.output_dir)
+        self.device = pick_device(config.device)
+        self.amp_dtype = _amp_dtype(config.mixed_precision, self.device)
+
+        # The manifests are checked before any weights are read.
+        ckpt: Checkpoint | None = None
+        if config.whisper_encoder is not None:
+            self.base = f"whisper:{config.whisper_encoder}"
+            self.labels = list(LABELS)
+            self.random_init = False
+        else:
+            self.base = config.base_model or default_model()
+            ckpt = read_checkpoint(self.base)
+            self.labels = list(ckpt.config.labels)
+            self.random_init = ckpt.random_init
+        options = config.manifest_options(tuple(self.labels))
+        self.train_manifest = read_manifest(config.train_manifest, options=options)
+        self.dev_manifest = read_manifest(config.dev_manifest, options=options)
+        self.train_balance = class_balance(self.train_manifest.items, labels=self.labels)
+        self.dev_balance = class_balance(self.dev_manifest.items, labels=self.labels)
+        self._say(f"training set {config.train_manifest} ({len(self.train_manifest)} items):\n{self.train_balance.table()}")
+        self._say(f"dev set {config.dev_manifest} ({len(self.dev_manifest)} items):\n{self.dev_balance.table()}")
+        if self.random_init:
+            self._say(f"note: {self.base} has random weights (a test model); the exported model will be marked so")
+
+        if ckpt is not None:
+            model = _checkpoint_model(ckpt)
+        else:
+            model = _whisper_model(Path(config.whisper_encoder), channels=config.channels, embed_dim=config.embed_dim, seed=config.seed)
+        self.model_config: SERConfig = model.config
+
+        if config.lora.enabled:
+            with torch.random.fork_rng(devices=[]):  # peft draws the adapters' A matrices from the global generator
+                torch.manual_seed(_seed(config.seed, 0, 3))
+                model = _add_lora(model, config.lora)
+        model.requires_grad_(False)
+        lora_params, head_params = [], []
+        for name, p in model.named_parameters():
+            if _is_lora(name):
+                lora_params.append(p)
+            elif not name.startswith("whisper."):
+                head_params.append(p)
+        for p in lora_params + head_params:
+            p.requires_grad_(True)
+        self.model = model.to(self.device)
+        self.trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
+
+        noise = list_noise_files(config.noise_dir) if config.noise_dir is not None else ()
+        augmentation = Augmentation(
+            speed_factors=config.speed_factors, noise_files=noise, noise_prob=config.noise_prob, snr_db=config.noise_snr_db
+        )
+        clip_s = min(config.max_clip_s, model.config.features.chunk_length)  # crops fall inside the model's window
+        self.train_data = ManifestDataset(
+            self.train_manifest.items, labels=self.labels, max_clip_s=clip_s,
+            augmentation=augmentation, random_crop=True, seed=config.seed,
+        )  # fmt: skip
+        self.dev_data = ManifestDataset(self.dev_manifest.items, labels=self.labels, max_clip_s=clip_s)
+        self.collate = functools.partial(collate_clips, n_samples=self.model_config.features.n_samples)
+        self.class_weights = _class_weights(self.train_manifest, self.labels, config.class_weights).to(self.device)
+
+        groups = [{"params": head_params, "lr": config.lr_head, "weight_decay": config.weight_decay_head}]
+        if lora_params:
+            groups.append({"params": lora_params, "lr": config.lr_lora, "weight_decay": config.weight_decay_lora})
+        self.optimizer = torch.optim.AdamW(groups)
+        batches = math.ceil(len(self.train_data) / config.batch_size)
+        self.steps_per_epoch = math.ceil(batches / config.grad_accum_steps)
+        total = self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _WarmupCosine(total, int(round(config.warmup_fraction * total)))
+        )
+        self.scaler = torch.amp.GradScaler("cuda" if self.device.type == "cuda" else "cpu", enabled=self.amp_dtype == torch.float16)
+
+        self.epoch = 0  # last finished epoch
+        self.best: list[tuple[float, int]] = []  # (dev categorical loss, epoch), best first, at most keep_best
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.history: list[EpochLog] = []
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+
+    def _config_json(self) -> dict[str, Any]:
+        return json.loads(self.cfg.model_dump_json())
+
+    def _start(self, resume: bool) -> None:
+        state_path = self.out / _STATE_FILE
+        if not resume:
+            if state_path.exists():
+                raise ValueError(
+                    f"{self.out} already holds a training run; continue it with --resume (resume=True), "
+                    "or choose another output_dir"
+                )
+            (self.out / _CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+            (self.out / _CONFIG_FILE).write_text(json.dumps(self._config_json(), indent=2) + "\n")
+            (self.out / _LOG_FILE).write_text("")
+            return
+        if not state_path.exists():
+            raise ValueError(f"{self.out} holds no run to resume (no {_STATE_FILE}); start it without --resume")
+        saved = json.loads((self.out / _CONFIG_FILE).read_text(encoding="utf-8"))
+        now = self._config_json()
+        changed = sorted(k for k in set(saved) | set(now) if k not in _RUNTIME_FIELDS and saved.get(k) != now.get(k))
+        if changed:
+            raise ValueError(
+                f"the config differs from the one {self.out} was started with in {changed}; "
+                "resume with the same settings, or start a new run in another output_dir"
+            )
+        state = torch.load(state_path, map_location=self.device, weights_only=True)
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, t in state["trainable"].items():
+                params[name].copy_(t)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.best = [(float(loss), int(e)) for loss, e in state["best"]]
+        self.bad_epochs = int(state["bad_epochs"])
+        self.stopped_early = bool(state["stopped_early"])
+        self.history = [EpochLog.model_validate_json(line) for line in state["history"]]
+        # The log may hold a line of an epoch whose state was never saved: rewrite it from the state.
+        (self.out / _LOG_FILE).write_text("".join(h.model_dump_json() + "\n" for h in self.history))
+        self._say(f"resuming {self.out} after epoch {self.epoch}")
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        params = dict(self.model.named_parameters())
+        return {n: params[n].detach().to("cpu").clone() for n in self.trainable_names}
+
+    def _save_state(self) -> None:
+        state = {
+            "epoch": self.epoch,
+            "trainable": self._trainable_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best": [[loss, e] for loss, e in self.best],
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "history": [h.model_dump_json() for h in self.history],
+        }
+        tmp = self.out / (_STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / _STATE_FILE)
+
+    def _checkpoint_path(self, epoch: int) -> Path:
+        return self.out / _CHECKPOINT_DIR / f"epoch-{epoch:03d}.safetensors"
+
+    def _keep_if_best(self, dev_loss: float, epoch: int) -> list[int]:
+        """Saves this epoch's tensors if it ranks among the k best; returns the epochs it pushes out.
+
+        Their files are deleted only after the state is saved, so that a resume never misses one.
+        """
+        from safetensors.torch import save_file
+
+        ranked = sorted(self.best + [(dev_loss, epoch)])
+        if (dev_loss, epoch) not in ranked[: self.cfg.keep_best]:
+            return []
+        save_file(self._trainable_state(), str(self._checkpoint_path(epoch)))
+        self.best = ranked[: self.cfg.keep_best]
+        return [e for _, e in ranked[self.cfg.keep_best :]]
+
+    # --- epochs --------------------------------------------------------------------------------------
+
+    def run(self, *, resume: bool, callback: EpochCallback | None) -> TrainingRun:
+        self._start(resume)
+        while self.epoch < self.cfg.epochs and not self.stopped_early:
+            epoch = self.epoch + 1
+            t0 = time.perf_counter()
+            train_losses = self._train_epoch(epoch)
+            dev = self._evaluate(self.model, self.dev_data)
+            best_so_far = min((loss for loss, _ in self.best), default=math.inf)
+            self.bad_epochs = 0 if dev.scores.categorical_loss < best_so_far else self.bad_epochs + 1
+            dropped = self._keep_if_best(dev.scores.categorical_loss, epoch)
+            lrs = [g["lr"] for g in self.optimizer.param_groups]  # head first, then LoRA
+            dims = dev.scores.dimensions
+            dev_ccc = dims.ccc if dims is not None else {}
+            scored = [v for v in dev_ccc.values() if v is not None]
+            log = EpochLog(
+                epoch=epoch,
+                **train_losses,
+                dev_categorical_loss=dev.scores.categorical_loss,
+                dev_ccc_loss=1.0 - float(np.mean(scored)) if scored else None,
+                dev_uar=dev.scores.seven_class.uar,
+                dev_uar4=dev.scores.four_class.uar,
+                dev_ccc=dev_ccc,
+                lr_head=lrs[0],
+                lr_lora=lrs[1] if len(lrs) > 1 else None,
+                seconds=time.perf_counter() - t0,
+            )
+            self.history.append(log)
+            self.epoch = epoch
+            if self.cfg.patience is not None and self.bad_epochs >= self.cfg.patience and epoch < self.cfg.epochs:
+                self.stopped_early = True
+            with open(self.out / _LOG_FILE, "a", encoding="utf-8") as f:
+                f.write(log.model_dump_json() + "\n")
+            self._save_state()
+            for e in dropped:
+                self._checkpoint_path(e).unlink(missing_ok=True)
+            self._say(
+                f"epoch {epoch}/{self.cfg.epochs}: train loss {log.train_loss:.4f}, dev loss {log.dev_categorical_loss:.4f}, "
+                f"dev UAR {_pct(log.dev_uar)} (4-class {_pct(log.dev_uar4)})"
+                + (f"; no improvement for {self.bad_epochs} epochs: stopping" if self.stopped_early else "")
+            )
+            if callback is not None:
+                callback(log)
+        return self._finish()
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _forward(self, model: torch.nn.Module, waveforms: torch.Tensor):
+        with torch.no_grad():
+            features = log_mel_spectrogram(waveforms, self.model_config.features)
+        with self._autocast():
+            if self.cfg.lora.enabled or not model.training:
+                return model(features)
+            with torch.no_grad():  # a frozen encoder needs no graph
+                hidden = model.whisper.encoder(features)
+            return model.heads(model.embed(hidden))
+
+    def _loader(self, dataset: ManifestDataset, *, shuffle: bool, epoch: int = 0) -> torch.utils.data.DataLoader:
+        generator = torch.Generator().manual_seed(_seed(self.cfg.seed, epoch, 7))
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            generator=generator if shuffle else None,
+            collate_fn=self.collate,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.model.train()
+        self.train_data.set_epoch(epoch)
+        torch.manual_seed(_seed(cfg.seed, epoch, 1))  # dropout: the same after a resume
+        mix_rng = np.random.default_rng([cfg.seed, epoch, 2])
+        loader = self._loader(self.train_data, shuffle=True, epoch=epoch)
+        totals = {"train_loss": 0.0, "train_categorical_loss": 0.0, "train_ccc_loss": 0.0}
+        n_batches = len(loader)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not self.verbose or None, file=sys.stderr)
+        self.optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(bar):
+            batch: ClipBatch = batch.to(self.device)
+            waves, labels, dims = batch.waveforms, batch.labels, batch.dims
+            mix = mix_rng.random() < cfg.mixup_prob and len(waves) > 1
+            if mix:
+                lam = float(mix_rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+                perm = torch.from_numpy(mix_rng.permutation(len(waves))).to(self.device)
+                waves = lam * waves + (1.0 - lam) * waves[perm]
+                dims = lam * dims + (1.0 - lam) * dims[perm]  # NaN where either clip lacks a dimension
+            out = self._forward(self.model, waves)
+            logits = out.logits.float()
+            ce = self._categorical(logits, labels)
+            if mix:
+                ce = lam * ce + (1.0 - lam) * self._categorical(logits, labels[perm])
+            ccc, _ = ccc_loss(out.dims.float(), dims)
+            loss = ce + cfg.ccc_weight * ccc
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; lower lr_head / lr_lora "
+                    "or use mixed_precision = \"no\""
+                )
+            self.scaler.scale(loss / cfg.grad_accum_steps).backward()
+            if (step + 1) % cfg.grad_accum_steps == 0 or step + 1 == n_batches:
+                if cfg.max_grad_norm is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+            totals["train_loss"] += loss.item()
+            totals["train_categorical_loss"] += ce.item()
+            totals["train_ccc_loss"] += ccc.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        return {k: v / max(1, n_batches) for k, v in totals.items()}
+
+    def _categorical(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(
+            logits, labels, weight=self.class_weights, label_smoothing=self.cfg.label_smoothing, reduction=reduction
+        )
+
+    @torch.no_grad()
+    def _evaluate(self, model: torch.nn.Module, dataset: ManifestDataset) -> "_Evaluation":
+        from tqdm.auto import tqdm
+
+        was_training = model.training
+        model.eval()
+        probs, dims, refs, ref_dims = [], [], [], []
+        loss_sum, weight_sum = 0.0, 0.0
+        loader = self._loader(dataset, shuffle=False)
+        for batch in tqdm(loader, desc="dev", unit="batch", leave=False, disable=not self.verbose or None, file=sys.stderr):
+            batch = batch.to(self.device)
+            out = self._forward(model, batch.waveforms)
+            logits = out.logits.float()
+            loss_sum += self._categorical(logits, batch.labels, reduction="sum").item()
+            weight_sum += self.class_weights[batch.labels].sum().item()
+            probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+            dims.append(out.dims.float().cpu().numpy())
+            refs.append(batch.labels.cpu().numpy())
+            ref_dims.append(batch.dims.cpu().numpy())
+        model.train(was_training)
+        p, d, y, yd = (np.concatenate(a) for a in (probs, dims, refs, ref_dims))
+        has_dims = bool((~np.isnan(yd)).any())
+        scores = DevScores(
+            categorical_loss=loss_sum / weight_sum,
+            seven_class=classification_scores(y, p, labels=self.labels),
+            four_class=classification_scores(y, p, labels=self.labels, classes=[c for c in PRIMARY_LABELS if c in self.labels]),
+            dimensions=dimension_scores(d, yd, names=DIMENSIONS) if has_dims else None,
+        )
+        return _Evaluation(scores=scores, predictions=[self.labels[i] for i in p.argmax(axis=1)])
+
+    # --- the end -------------------------------------------------------------------------------------
+
+    def _finish(self) -> TrainingRun:
+        from safetensors.torch import load_file
+
+        ranked = [e for _, e in self.best]
+        base = _base_state(self.model)
+        params = dict(self.model.named_parameters())
+        changes = []
+        for epoch in ranked:
+            tensors = load_file(str(self._checkpoint_path(epoch)), device=str(self.device))
+            with torch.no_grad():
+                for name, t in tensors.items():
+                    params[name].copy_(t)
+            changes.append(_merged_changes(self.model))
+        candidates: list[tuple[str, list[int], dict[str, torch.Tensor]]] = [("best", ranked[:1], changes[0])]
+        if self.cfg.average_best and len(changes) > 1:
+            mean = {n: torch.stack([c[n].float() for c in changes]).mean(dim=0).to(changes[0][n].dtype) for n in changes[0]}
+            candidates.insert(0, ("average", ranked, mean))
+        chosen = None
+        for kind, epochs, change in candidates:
+            model = _plain_model(self.model_config, {**base, **change}, self.device)
+            result = self._evaluate(model, self.dev_data)
+            self._say(f"{kind} of epochs {epochs}: dev loss {result.scores.categorical_loss:.4f}, dev UAR {_pct(result.scores.seven_class.uar)}")
+            if chosen is None or result.scores.categorical_loss < chosen[3].scores.categorical_loss:
+                chosen = (kind, epochs, model, result)
+        assert chosen is not None
+        kind, epochs, model, result = chosen
+        model_dir = save_checkpoint(model, self.out / _MODEL_DIR, random_init=self.random_init)
+        summary = TrainingSummary(
+            output_dir=self.out,
+            model_dir=model_dir,
+            base=self.base,
+            random_weights=self.random_init,
+            train_manifest_sha256=self.train_manifest.sha256,
+            dev_manifest_sha256=self.dev_manifest.sha256,
+            train_balance=self.train_balance,
+            dev_balance=self.dev_balance,
+            epochs_run=self.epoch,
+            stopped_early=self.stopped_early,
+            best_epochs=ranked,
+            exported=kind,  # type: ignore[arg-type]
+            exported_epochs=epochs,
+            dev=result.scores,
+            dev_predictions=result.predictions,
+            history=self.history,
+        )
+        record = {"summary": json.loads(summary.model_dump_json()), "config": self._config_json()}
+        (model_dir / _SUMMARY_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        self._say(f"exported the {kind} of epochs {epochs} to {model_dir}")
+        return TrainingRun(summary=summary, model=model)
+
+
+@dataclass
+class _Evaluation:
+    scores: DevScores
+    predictions: list[str]
+
+
+def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    if setting == "no":
+        return None
+    if device.type != "cuda":
+        if setting != "auto":
+            warnings.warn(f"mixed_precision={setting!r} needs a CUDA device; training in float32 on {device}", stacklevel=3)
+        return None
+    if setting == "bf16" or (setting == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def add_subcommand(subparsers: Any) -> None:
+    """Adds `train CONFIG [--resume] [--dry-run]` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune a model on your data (the MERaLiON-SER recipe)",
+        description="Fine-tune with LoRA on the encoder's q/k/v and export a checkpoint in the published layout.",
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG", help="training config, .toml or .json (see examples/train_config.toml)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the config's output_dir after its last finished epoch")
+    p.add_argument("--dry-run", action="store_true", help="check the config and manifests, print the class balance, and stop")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`emotion-tool train`: returns the exit code."""
+    config = load_config(args.config)
+    if args.dry_run:
+        options = config.manifest_options()
+        for name, path in (("training", config.train_manifest), ("dev", config.dev_manifest)):
+            m = read_manifest(path, options=options)
+            print(f"{name} set {path}: {len(m)} items, {m.dropped} dropped by label_map, sha256 {m.sha256[:12]}")
+            print(class_balance(m.items).table())
+        if config.noise_dir is not None:
+            print(f"noise: {len(list_noise_files(config.noise_dir))} files in {config.noise_dir}")
+        return 0
+    try:
+        result = train(config, resume=args.resume)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; continue from the last finished epoch with: emotion-tool train {args.config} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    s = result.summary
+    print(f"model: {s.model_dir}")
+    print(f"epochs run: {s.epochs_run}{' (stopped early)' if s.stopped_early else ''}; exported: {s.exported} of epochs {s.exported_epochs}")
+    print(f"dev UAR {_pct(s.dev.seven_class.uar)} (7-class), {_pct(s.dev.four_class.uar)} (4-class)")
+    if s.dev.dimensions is not None:
+        print("dev CCC " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in s.dev.dimensions.ccc.items()))
+    if s.random_weights:
+        print("note: training started from random weights; the exported model is marked as a test model")
+    return 0
