@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
     p.add_argument("--min-confidence", type=float, default=0.5, help="flag readings below this as uncertain")
     p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     fast.add_argument("--context", choices=("padded", "trimmed"), default="padded",
                       help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)")

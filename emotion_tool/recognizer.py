@@ -49,7 +49,7 @@ class AnalysisOptions:
     max_duration_s: float = 3600.0  # longer audio is refused before decoding
     min_confidence: float = 0.5  # readings whose top probability is below this are flagged uncertain
     min_speech_ratio: float = 0.25  # trace windows with less speech are marked non-speech and not read
-    batch_size: int = 8  # windows per forward pass
+    batch_size: int | None = None  # windows per forward pass; None: 1 on the CPU (bigger batches of 30-s windows only thrash its caches: benchmarks/speed.py), 8 on a GPU
     vad: VadOptions = field(default_factory=VadOptions)  # how speech is told from silence
     # Fast operating points (opt-in; they change the numbers — `emotion-tool agree` measures by how much):
     context: Context = "padded"  # "padded": each window zero-padded to 30 s (published); "trimmed": the encoder sees only the window's own frames
@@ -62,8 +62,8 @@ class AnalysisOptions:
             raise ValueError(f"need 0 < hop_s <= window_s (a trace without gaps), got window_s={self.window_s}, hop_s={self.hop_s}")
         if self.window_s > self.max_window_s:
             raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1 (or None for the device's default), got {self.batch_size}")
         if not 0 <= self.min_confidence <= 1 or not 0 <= self.min_speech_ratio <= 1:
             raise ValueError("min_confidence and min_speech_ratio are fractions in [0, 1]")
         if self.context not in ("padded", "trimmed"):
@@ -290,7 +290,7 @@ class EmotionRecognizer:
         if o.trace and o.trace_mode == "shared-encoder":
             probs, dims = self._read_shared(wav, planned, windows, trace_read, o, progress)
         else:
-            probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=o.batch_size, context=o.context, progress=progress)
+            probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=self._batch_size(o), context=o.context, progress=progress)
 
         def reading(i: int) -> EmotionReading:
             s, e = spans[i]
@@ -356,7 +356,7 @@ class EmotionRecognizer:
                 raise AudioError(
                     "type", f"waveform {i} has shape {w.shape}; classify_batch takes 1-D waveforms of 1..{limit} samples"
                 )
-        probs, dims = self._read(list(waveforms), batch_size=self.options.batch_size, context=self.options.context)
+        probs, dims = self._read(list(waveforms), batch_size=self._batch_size(self.options), context=self.options.context)
         threshold = self.options.min_confidence if min_confidence is None else min_confidence
         return [
             EmotionReading.from_outputs(
@@ -403,7 +403,7 @@ class EmotionRecognizer:
         dims = np.zeros((n_out, len(self.model.config.dims)), dtype=np.float32)
         row_of_window = {w: i for i, w in enumerate(windows)}
         done = 0
-        for idx in self._batches([h[1] - h[0] for h in needed], o.batch_size, o.context):
+        for idx in self._batches([h[1] - h[0] for h in needed], self._batch_size(o), o.context):
             batch = [needed[i] for i in idx]
             with self._lock, torch.inference_mode():
                 hidden = self._encode([wav[h0:h1] for h0, h1 in batch], o.context)
@@ -426,6 +426,11 @@ class EmotionRecognizer:
             if progress is not None:
                 progress(done, len(needed))
         return probs, dims
+
+    def _batch_size(self, o: AnalysisOptions) -> int:
+        if o.batch_size is not None:
+            return o.batch_size
+        return 1 if self.device.type == "cpu" else 8
 
     def _batches(self, lengths: list[int], batch_size: int, context: Context) -> list[list[int]]:
         """Index batches. Trimmed windows are batched only with windows of the same frame count, so

@@ -41,7 +41,7 @@ def test_trimmed_equals_padded_for_a_full_window(tiny_checkpoint):
 
 
 def test_trimmed_changes_short_windows_and_ignores_the_batch(tiny_checkpoint, speech_wav):
-    trimmed = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", options=AnalysisOptions(context="trimmed"))
+    trimmed = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", options=AnalysisOptions(context="trimmed", batch_size=3))
     padded = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu")
     wav, _ = sf.read(speech_wav, dtype="float32")
     clips = [wav, wav[:16000], wav[5000:]]

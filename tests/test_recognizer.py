@@ -133,6 +133,7 @@ def test_options_are_validated():
         AnalysisOptions(window_s=1.0, hop_s=2.0)
     with pytest.raises(ValueError, match="batch_size"):
         AnalysisOptions(batch_size=0)
+    assert AnalysisOptions().batch_size is None  # the device decides: 1 on the CPU, 8 on a GPU
 
 
 def test_classify_batch_checks_its_input(recognizer):
