@@ -478,6 +478,9 @@ def _quantize(model: MERaLiONSER, kind: Quantization) -> MERaLiONSER:
         raise ValueError(f"unknown quantization {kind!r}; the one available is 'int8'")
     import warnings
 
-    with warnings.catch_warnings():  # torch marks its quantized tensor types deprecated, not the API used here
+    # torch marks torch.ao.quantization deprecated in favour of torchao (not a dependency here); the
+    # API still works in the torch releases this project supports.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
