@@ -222,7 +222,7 @@ def _table(base: dict, ours: dict) -> str:
         )
     )
     lines = _format(rows)
-    fast_rows = [("fast operating point", "time", "speed-up vs exact", "max |Δp|", "labels agree", "mean |Δdim|")]
+    fast_rows = [("fast operating point", "time", "speed-up vs exact", "max Δp", "labels agree", "mean Δdim")]
     for name, f in ours["fast"].items():
         d = f["deviation"]
         if "clip_s" in f:
