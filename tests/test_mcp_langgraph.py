@@ -97,10 +97,16 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="session")
-def mcp1_overlay(request: pytest.FixtureRequest) -> Path:
+def mcp1_overlay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding mcp 1.x and langchain-mcp-adapters, for PYTHONPATH."""
     prepared = os.environ.get(OVERLAY_ENV)
-    directory = Path(prepared) if prepared else request.config.cache.mkdir("mcp1-langchain-overlay")
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    if prepared:
+        directory = Path(prepared)
+    elif cache is not None:
+        directory = cache.mkdir("mcp1-langchain-overlay")
+    else:
+        directory = tmp_path_factory.mktemp("mcp1-langchain-overlay")
     marker = directory / ".installed"
     if not marker.exists():
         done = subprocess.run(
