@@ -245,7 +245,15 @@ def save_checkpoint(
     tensors = {n: t.detach().to("cpu").contiguous() for n, t in model.state_dict().items()}
     tensors.update({n: t.detach().to("cpu").contiguous() for n, t in (extra_tensors or {}).items()})
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    _apply_umask(out / WEIGHTS_FILE)  # safetensors writes through a private temporary file (mode 0600)
     config = model.config
     (out / CONFIG_FILE).write_text(json.dumps(config.to_json_dict(random_init=random_init), indent=2) + "\n")
     (out / PREPROCESSOR_FILE).write_text(json.dumps(config.features.to_preprocessor_dict(), indent=2) + "\n")
     return out
+
+
+def _apply_umask(path: Path) -> None:
+    """Gives `path` the mode a plain `open(path, "w")` would have (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

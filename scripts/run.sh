@@ -5,8 +5,10 @@
 # The weights come from the Hugging Face Hub (or its cache). Where the Hub cannot be reached,
 # point at a local copy of the model directory: EMOTION_TOOL_MODEL=/path/to/MERaLiON-SER-v1.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh all
+# Paths on the command line are the user's, relative to where this was started: only the set-up runs
+# in the repository, and files the analysis writes (plots) land in the current directory.
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+(cd "$REPO" && bash scripts/setup.sh all)
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
   sample="${TMPDIR:-/tmp}/emotion-tool-sample.wav"
@@ -14,4 +16,4 @@ if [ ${#args[@]} -eq 0 ]; then
   sox "$sample.22k.wav" -r 16000 -c 1 "$sample" && rm -f "$sample.22k.wav"
   args=("$sample" --trace)
 fi
-exec .venv/bin/emotion-tool analyze "${args[@]}"
+exec "$REPO/.venv/bin/emotion-tool" analyze "${args[@]}"

@@ -36,10 +36,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-"$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 
 # PyTorch first: a plain `torch` requirement pulls a multi-GB CUDA build, useless without a GPU.
-if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+if ! "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
     say "installing PyTorch (CUDA build: a GPU is present)"
     "$PY" -m pip install -q "torch>=2.4"
@@ -52,6 +51,21 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 
-say "installing emotion-tool[$EXTRAS]"
-"$PY" -m pip install -q -e ".[$EXTRAS]"
+# The project itself: skipped when nothing it is installed from has changed since the last set-up,
+# so repeated runs start at once. The stamp names the extras and hashes what decides the install.
+# "dev" includes "all", so a developer's environment also serves scripts/run.sh.
+STAMP="$VENV/.emotion-tool-setup"
+digest="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+had_extras= had_digest=
+[ -f "$STAMP" ] && read -r had_extras had_digest <"$STAMP"
+if [ "${had_digest:-}" = "$digest" ] && { [ "${had_extras:-}" = "$EXTRAS" ] || [ "${had_extras:-}/$EXTRAS" = "dev/all" ]; } \
+  && "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('emotion_tool') is None)" >/dev/null 2>&1; then
+  say "emotion-tool[$EXTRAS] is up to date in $VENV"
+else
+  say "installing emotion-tool[$EXTRAS]"
+  rm -f "$STAMP"
+  "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  "$PY" -m pip install -q -e ".[$EXTRAS]"
+  echo "$EXTRAS $digest" >"$STAMP"
+fi
 say "ready: activate with 'source $VENV/bin/activate'"
