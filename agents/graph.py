@@ -1,4 +1,5 @@
-"""The ready agent: perceive → plan → respond, with conversations kept per thread in SQLite."""
+"""The ready agent: perceive → plan → respond, with conversations kept per thread and each
+speaker's profile kept across threads, both in SQLite by default."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from .nodes import EmotionPerceptionNode, PlannerNode, ResponderNode, Transcriber, TranscriptionNode
 from .planning import PlanningConfig
 from .prompts import SYSTEM_PROMPT
-from .state import STATE_TYPES, EmpathicState
+from .state import STATE_TYPES, EmpathicState, InputState, OutputState
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.store.sqlite import SqliteStore
 
     from emotion_tool import AnalysisOptions, EmotionRecognizer
 
@@ -64,6 +67,26 @@ def sqlite_checkpointer(path: str | os.PathLike | None = None) -> "SqliteSaver":
     return SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
 
 
+def sqlite_store(path: str | os.PathLike | None = None) -> "SqliteStore":
+    """A SQLite store on `path` (default `default_db_path()`, beside the conversations), set up.
+
+    It keeps each speaker's profile across threads. Close it with ``store.conn.close()`` when done.
+    """
+    try:
+        from langgraph.store.sqlite import SqliteStore
+    except ImportError as e:
+        raise RuntimeError(
+            'the default store needs langgraph-checkpoint-sqlite; pip install "emotion-tool[agents]", '
+            "or pass store=InMemoryStore() (or False for none)"
+        ) from e
+    db = Path(path).expanduser() if path is not None else default_db_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)  # autocommit, as SqliteStore expects
+    store = SqliteStore(conn)
+    store.setup()
+    return store
+
+
 def resolve_chat_model(chat_model: BaseChatModel | Runnable | str | None) -> BaseChatModel | Runnable | None:
     """A chat model from an instance or a "provider:model" string (through LangChain's init_chat_model)."""
     if chat_model is None or isinstance(chat_model, Runnable):
@@ -89,6 +112,7 @@ def build_empathic_agent(
     *,
     chat_model: BaseChatModel | Runnable | str | None = None,
     checkpointer: BaseCheckpointSaver | Literal[False] | None = None,
+    store: BaseStore | Literal[False] | None = None,
     db_path: str | os.PathLike | None = None,
     send_audio: bool = False,
     planning: PlanningConfig = PlanningConfig(),
@@ -109,7 +133,11 @@ def build_empathic_agent(
             for the deterministic offline responder.
         checkpointer: where conversations persist; None opens SQLite at `db_path`, False compiles
             without one (e.g. when a LangGraph server supplies persistence).
-        db_path: the SQLite file for the default checkpointer (default `default_db_path()`).
+        store: where each speaker's profile persists across conversations (any LangGraph
+            `BaseStore`); None opens SQLite at `db_path` when `checkpointer` is None too, and means
+            none beside a checkpointer of your own; False compiles without one (a LangGraph server
+            supplies its own). Without a store the speaker's scale comes from the thread alone.
+        db_path: the SQLite file for the default checkpointer and store (default `default_db_path()`).
         send_audio: give the chat model the user's audio as an audio content block; set it only for
             models that take audio input.
         planning: thresholds of the planner.
@@ -118,8 +146,10 @@ def build_empathic_agent(
         system_prompt: the responder's system message template.
     """
     if db_path is not None and checkpointer is not None:
-        raise ValueError("db_path chooses the file of the default SQLite checkpointer; pass either it or checkpointer")
-    graph = StateGraph(EmpathicState)
+        raise ValueError(
+            "db_path chooses the file of the default SQLite checkpointer and store; pass either it or checkpointer"
+        )
+    graph = StateGraph(EmpathicState, input_schema=InputState, output_schema=OutputState)
     graph.add_node("perceive", EmotionPerceptionNode(recognizer, options=analysis_options))
     graph.add_node("plan", PlannerNode(planning))
     graph.add_node(
@@ -134,6 +164,12 @@ def build_empathic_agent(
     graph.add_edge("perceive", "plan")
     graph.add_edge("plan", "respond")
     graph.add_edge("respond", END)
+    if store is None:
+        store = sqlite_store(db_path) if checkpointer is None else False
     if checkpointer is None:
         checkpointer = sqlite_checkpointer(db_path)
-    return graph.compile(checkpointer=None if checkpointer is False else checkpointer, name="empathic_agent")
+    return graph.compile(
+        checkpointer=None if checkpointer is False else checkpointer,
+        store=None if store is False else store,
+        name="empathic_agent",
+    )

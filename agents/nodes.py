@@ -23,6 +23,7 @@ from emotion_tool.audio import AudioError, AudioProblem, load_audio
 from emotion_tool.config import SAMPLE_RATE
 
 from .planning import PlanningConfig, plan_dialogue
+from .scale import SpeakerProfile, load_profile, save_profile
 from .prompts import AUDIO_ONLY, NO_TRANSCRIPT, SYSTEM_PROMPT, offline_reply, system_message_text
 from .state import EmotionTurn, history_of, plan_of, reading_of
 
@@ -154,6 +155,10 @@ class PlannerNode:
 
     Runs after perception: the last history entry is the current turn when its reading is the
     state's `reading`; otherwise the state's `reading` is planned as a new turn.
+
+    With a LangGraph store (the graph's, or a LangGraph server's), the turn is compared with the
+    speaker's profile across all their conversations, and then folded into it; without one, with
+    the speaker's earlier turns in this conversation.
     """
 
     def __init__(
@@ -177,7 +182,18 @@ class PlannerNode:
         self.speaker_key = speaker_key
         self.strategy_key = strategy_key
 
-    def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, state: dict[str, Any], config: RunnableConfig, runtime: Any = None) -> dict[str, Any]:
+        current, earlier = self._turn(state)
+        store = getattr(runtime, "store", None)
+        profile = load_profile(store, current.speaker) if store is not None else None
+        plan = plan_dialogue(current, earlier, self.config, profile=profile)
+        if store is not None and current.reading is not None:
+            thread = (config.get("configurable") or {}).get("thread_id")
+            turn_id = f"{thread}:{current.turn}" if thread is not None else None
+            save_profile(store, (profile or SpeakerProfile(speaker=current.speaker)).add(current.reading, turn_id=turn_id))
+        return {self.strategy_key: plan}
+
+    def _turn(self, state: dict[str, Any]) -> tuple[EmotionTurn, list[EmotionTurn]]:
         history = history_of(state, self.history_key)
         reading = reading_of(state, self.reading_key)
         if history and history[-1].reading == reading:
@@ -190,7 +206,7 @@ class PlannerNode:
                 source="precomputed" if reading is not None else "none",
             )
             earlier = history
-        return {self.strategy_key: plan_dialogue(current, earlier, self.config)}
+        return current, earlier
 
 
 class ResponderNode:

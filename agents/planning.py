@@ -1,9 +1,13 @@
 """Choosing a dialogue strategy from a reading and the speaker's own history.
 
 The rules are plain and inspectable: the emotion label picks a strategy (valence and arousal
-decide for neutral-sounding speech), the speaker's baseline over earlier turns turns changes into
-events, and an uncertain reading softens the plan to a neutral one that names what it leans to.
-Every threshold lives in `PlanningConfig`.
+decide for neutral-sounding speech), the turn is read on the speaker's own scale (standard
+deviations from their running distribution, or from the model's population priors until enough of
+their turns are known; see `agents.scale`), which turns unusual levels into events, and an
+uncertain reading softens the plan to a neutral one that names what it leans to. When the words
+are known and point the other way from the voice, the plan says so. Every threshold lives in
+`PlanningConfig`; thresholds on valence and arousal are in standard deviations, not on the 0..1
+scale, because the model uses a narrow, speaker-dependent part of that scale.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emotion_tool.results import EmotionReading
 
-from .state import DialoguePlan, EmotionTurn, PlanEvent, StrategyName, Trend
+from .scale import ScaleConfig, SpeakerProfile, scale_of
+from .state import DialoguePlan, EmotionTurn, PlanEvent, Scale, StrategyName, Trend, WordsAgainstVoice
+from .words import words_against_voice
 
 
 class PlanningConfig(BaseModel):
@@ -40,25 +46,39 @@ class PlanningConfig(BaseModel):
     )
     min_margin: float = Field(default=0.1, description="Readings whose top-1 minus top-2 probability is lower are uncertain")
     min_duration_s: float = Field(default=1.0, description="Readings of shorter stretches are uncertain (little evidence)")
-    low_valence: float = Field(default=0.35, description="Valence at or below this counts as negative")
-    high_arousal: float = Field(default=0.65, description="Arousal at or above this counts as agitated")
+    low_valence_z: float = Field(
+        default=1.5, gt=0, description="Valence this many sd below the speaker's usual level counts as negative"
+    )
+    high_arousal_z: float = Field(
+        default=1.5, gt=0, description="Arousal this many sd above the speaker's usual level counts as agitated"
+    )
     negative_labels: tuple[str, ...] = Field(
         default=("angry", "sad", "fearful", "disgusted"), description="Labels that count as a negative state"
     )
     baseline_turns: int = Field(default=5, ge=1, description="Most recent earlier readings the baseline averages")
     min_baseline_turns: int = Field(default=2, ge=1, description="Earlier readings needed before comparing with a baseline")
-    arousal_rise: float = Field(default=0.2, gt=0, description="Arousal this far above the baseline flags arousal-rising")
+    arousal_rise_z: float = Field(
+        default=2.0, gt=0, description="Arousal this many sd above the speaker's usual level flags arousal-rising"
+    )
+    valence_low_z: float = Field(
+        default=2.0, gt=0, description="Valence this many sd below the speaker's usual level flags valence-low"
+    )
     valence_fall_turns: int = Field(
         default=3, ge=2, description="Consecutive readings (this one included) over which valence must keep falling"
     )
-    valence_fall: float = Field(default=0.15, gt=0, description="Total valence drop over them that flags valence-falling")
+    valence_fall_sd: float = Field(
+        default=1.5, gt=0, description="Total valence drop over them, in the speaker's sd, that flags valence-falling"
+    )
+    scale: ScaleConfig = Field(
+        default_factory=ScaleConfig, description="How a turn is put on the speaker's scale: turns needed, priors"
+    )
     handover_turns: int | None = Field(
         default=3, ge=1, description="Consecutive confident negative readings that call for a person; None never hands over"
     )
 
     @model_validator(mode="after")
     def _check(self) -> "PlanningConfig":
-        for name in ("min_confidence", "min_margin", "low_valence", "high_arousal"):
+        for name in ("min_confidence", "min_margin"):
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is on the 0..1 scale, got {getattr(self, name)}")
         if self.min_baseline_turns > self.baseline_turns:
@@ -127,19 +147,28 @@ PLAYBOOK: Mapping[StrategyName, _Playbook] = {
 
 _HANDOVER_GOAL = "Offer to hand the conversation to a person (a human colleague), and make it easy to accept."
 _AROUSAL_GOAL = "Tension is rising: slow down, keep sentences short, and acknowledge it before going on."
+_MISMATCH_GOAL = (
+    "The words and the voice disagree: do not take the words at face value; acknowledge gently and ask "
+    "whether everything is really all right."
+)
 _VALENCE_GOAL = "The mood has been sinking for several turns: check whether something in the conversation is going wrong."
 
 
-def strategy_for(reading: EmotionReading, config: PlanningConfig = PlanningConfig()) -> StrategyName:
+def strategy_for(
+    reading: EmotionReading, config: PlanningConfig = PlanningConfig(), scale: Scale | None = None
+) -> StrategyName:
     """The strategy a confident `reading` calls for.
 
     The label decides through `config.strategies`; for other labels (neutral, or labels of a custom
-    checkpoint) valence and arousal decide: negative and agitated → de-escalate, negative → comfort.
+    checkpoint) valence and arousal on the speaker's `scale` decide (default: the population
+    priors): well below the usual valence and well above the usual arousal → de-escalate, well
+    below the usual valence → comfort.
     """
     if reading.label in config.strategies:
         return config.strategies[reading.label]
-    if reading.valence <= config.low_valence:
-        return "de-escalate" if reading.arousal >= config.high_arousal else "comfort"
+    scale = scale or scale_of(reading, None, config.scale)
+    if scale.z["valence"] <= -config.low_valence_z:
+        return "de-escalate" if scale.z["arousal"] >= config.high_arousal_z else "comfort"
     return "neutral"
 
 
@@ -183,42 +212,74 @@ def baseline_trend(
     )
 
 
+def speaker_scale(
+    current: EmotionTurn,
+    earlier: Sequence[EmotionTurn] = (),
+    config: PlanningConfig = PlanningConfig(),
+    profile: SpeakerProfile | None = None,
+) -> Scale | None:
+    """`current` on its speaker's scale: from `profile` (their readings across conversations) when
+    given, else from the speaker's `earlier` turns in this conversation; None without a reading."""
+    if current.reading is None:
+        return None
+    if profile is None:
+        profile = SpeakerProfile.of(current.speaker, _readings(earlier, current.speaker))
+    return scale_of(current.reading, profile, config.scale)
+
+
 def detect_events(
-    current: EmotionTurn, earlier: Sequence[EmotionTurn], config: PlanningConfig = PlanningConfig()
+    current: EmotionTurn,
+    earlier: Sequence[EmotionTurn],
+    config: PlanningConfig = PlanningConfig(),
+    scale: Scale | None = None,
 ) -> list[PlanEvent]:
-    """Arousal rising well above baseline, valence falling over several turns, a persistent negative state."""
+    """Arousal well above or valence well below the speaker's usual level, valence falling over
+    several turns, a persistent negative state. `scale` defaults to `speaker_scale(current, earlier)`."""
     if current.reading is None:
         return []
+    r = current.reading
+    scale = scale or speaker_scale(current, earlier, config)
+    whose = "this speaker's usual level" if scale.source == "speaker" else "the model's usual level (population prior)"
     events = []
-    trend = baseline_trend(current, earlier, config)
-    if trend is not None and trend.arousal_change >= config.arousal_rise:
+    if scale.z["arousal"] >= config.arousal_rise_z:
         events.append(
             PlanEvent(
                 kind="arousal-rising",
-                value=trend.arousal_change,
-                threshold=config.arousal_rise,
-                detail=f"arousal {current.reading.arousal:.2f} is {trend.arousal_change:+.2f} above this speaker's "
-                f"baseline of {trend.baseline_arousal:.2f}",
+                value=scale.z["arousal"],
+                threshold=config.arousal_rise_z,
+                detail=f"arousal {r.arousal:.2f} is {scale.z['arousal']:+.1f} sd from {whose} of "
+                f"{scale.mean['arousal']:.2f}",
             )
         )
-    series = [*_readings(earlier, current.speaker), current.reading][-config.valence_fall_turns :]
+    if scale.z["valence"] <= -config.valence_low_z:
+        events.append(
+            PlanEvent(
+                kind="valence-low",
+                value=scale.z["valence"],
+                threshold=-config.valence_low_z,
+                detail=f"valence {r.valence:.2f} is {scale.z['valence']:+.1f} sd from {whose} of "
+                f"{scale.mean['valence']:.2f}",
+            )
+        )
+    series = [*_readings(earlier, current.speaker), r][-config.valence_fall_turns :]
     if len(series) == config.valence_fall_turns:
         steps = [b.valence - a.valence for a, b in zip(series, series[1:])]
         drop = series[0].valence - series[-1].valence
-        if all(s < 0 for s in steps) and drop >= config.valence_fall:
+        drop_sd = drop / scale.sd["valence"]
+        if all(st < 0 for st in steps) and drop_sd >= config.valence_fall_sd:
             events.append(
                 PlanEvent(
                     kind="valence-falling",
-                    value=drop,
-                    threshold=config.valence_fall,
-                    detail=f"valence fell {drop:.2f} over the last {len(series)} turns "
+                    value=drop_sd,
+                    threshold=config.valence_fall_sd,
+                    detail=f"valence fell {drop:.2f} ({drop_sd:.1f} sd) over the last {len(series)} turns "
                     f"({series[0].valence:.2f} to {series[-1].valence:.2f})",
                 )
             )
     if config.handover_turns is not None:
         streak = 0
         for turn in [*(t for t in earlier if t.speaker == current.speaker and t.reading is not None), current][::-1]:
-            if not _confidently_negative(turn, config):
+            if not _confidently_negative(turn, config, scale):
                 break
             streak += 1
         if streak >= config.handover_turns:
@@ -234,14 +295,19 @@ def detect_events(
 
 
 def plan_dialogue(
-    current: EmotionTurn, earlier: Sequence[EmotionTurn] = (), config: PlanningConfig = PlanningConfig()
+    current: EmotionTurn,
+    earlier: Sequence[EmotionTurn] = (),
+    config: PlanningConfig = PlanningConfig(),
+    *,
+    profile: SpeakerProfile | None = None,
 ) -> DialoguePlan:
     """Plans the reply to `current` given the conversation's `earlier` turns (oldest first).
 
-    Only the earlier turns of `current.speaker` form the baseline. Uncertain readings do not drive
-    the strategy: the plan stays neutral, names the strategy it leans to, and asks the reply to
-    check in rather than presume; the events are still reported, and uncertain turns never count
-    toward a hand-over.
+    Only the earlier turns of `current.speaker` form the baseline. `profile` is the speaker's
+    distribution across conversations (from a store), before this turn; without it the scale comes
+    from this conversation's earlier turns. Uncertain readings do not drive the strategy: the plan
+    stays neutral, names the strategy it leans to, and asks the reply to check in rather than
+    presume; the events are still reported, and uncertain turns never count toward a hand-over.
     """
     notes = list(current.notes)  # the analysis' caveats, random weights among them
     if current.reading is None:
@@ -249,10 +315,21 @@ def plan_dialogue(
             notes.append("No emotion reading this turn; respond to the words alone.")
         return _build("neutral", emotion=None, uncertain=True, notes=notes)
 
+    scale = speaker_scale(current, earlier, config, profile)
+    if scale.source == "population":
+        notes.append(
+            f"Levels are judged against the model's population priors: only {scale.speaker_turns} earlier "
+            f"reading{'s' if scale.speaker_turns != 1 else ''} of this speaker are known "
+            f"({scale.min_speaker_turns} needed for their own scale)."
+        )
     reasons = uncertainty(current, config)
-    candidate = strategy_for(current.reading, config)
-    events = detect_events(current, earlier, config)
+    candidate = strategy_for(current.reading, config, scale)
+    events = detect_events(current, earlier, config, scale)
     trend = baseline_trend(current, earlier, config)
+    mismatch = words_against_voice(current.transcript, current.reading, config.negative_labels)
+    if mismatch is not None:
+        notes.append(f"Words against voice: {mismatch.detail}.")
+    common = dict(emotion=current.reading.label, events=events, trend=trend, scale=scale, words_against_voice=mismatch)
     if reasons:
         notes.append(f"The reading is uncertain ({'; '.join(reasons)}); treat it as a faint hint.")
         extra = [
@@ -262,12 +339,10 @@ def plan_dialogue(
         return _build(
             "neutral",
             leaning=candidate if candidate != "neutral" else None,
-            emotion=current.reading.label,
             uncertain=True,
-            events=events,
-            trend=trend,
             notes=notes,
             extra_goals=extra,
+            **common,
         )
     handover = any(e.kind == "persistent-negative" for e in events)
     first = [_HANDOVER_GOAL] if handover else []
@@ -276,16 +351,16 @@ def plan_dialogue(
         for kind, goal in (("arousal-rising", _AROUSAL_GOAL), ("valence-falling", _VALENCE_GOAL))
         if any(e.kind == kind for e in events)
     ]
+    if mismatch is not None:
+        extra.append(_MISMATCH_GOAL)
     return _build(
         candidate,
-        emotion=current.reading.label,
         uncertain=False,
-        events=events,
-        trend=trend,
         notes=notes,
         handover=handover,
         first_goals=first,
         extra_goals=extra,
+        **common,
     )
 
 
@@ -297,6 +372,8 @@ def _build(
     leaning: StrategyName | None = None,
     events: Sequence[PlanEvent] = (),
     trend: Trend | None = None,
+    scale: Scale | None = None,
+    words_against_voice: WordsAgainstVoice | None = None,
     notes: Sequence[str] = (),
     handover: bool = False,
     first_goals: Sequence[str] = (),
@@ -315,6 +392,8 @@ def _build(
         handover=handover,
         uncertain=uncertain,
         trend=trend,
+        scale=scale,
+        words_against_voice=words_against_voice,
         notes=list(notes),
     )
 
@@ -323,8 +402,9 @@ def _readings(turns: Sequence[EmotionTurn], speaker: str) -> list[EmotionReading
     return [t.reading for t in turns if t.speaker == speaker and t.reading is not None]
 
 
-def _confidently_negative(turn: EmotionTurn, config: PlanningConfig) -> bool:
+def _confidently_negative(turn: EmotionTurn, config: PlanningConfig, scale: Scale) -> bool:
     r = turn.reading
     if r is None or uncertainty(turn, config):
         return False
-    return r.label in config.negative_labels or r.valence <= config.low_valence
+    # Earlier turns are measured on the current turn's scale: one yardstick for the whole streak.
+    return r.label in config.negative_labels or (r.valence - scale.mean["valence"]) / scale.sd["valence"] <= -config.low_valence_z

@@ -64,6 +64,10 @@ def emotion_context(reading: EmotionReading | None, plan: DialoguePlan) -> str:
         lines.append(
             "- Certainty: UNCERTAIN, do not act on the emotion strongly" if plan.uncertain else "- Certainty: confident"
         )
+    if plan.scale is not None:
+        lines.append(f"- Level: {plan.scale.describe()}")
+    if plan.words_against_voice is not None:
+        lines.append(f"- WORDS AGAINST VOICE: {plan.words_against_voice.detail}")
     lines.append(f"- Trend: {plan.trend.describe()}" if plan.trend else "- Trend: not enough earlier turns for a baseline")
     lines.append("- Events: " + ("; ".join(e.detail for e in plan.events) if plan.events else "none"))
     lines += [f"- Caveat: {n}" for n in plan.notes]

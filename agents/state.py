@@ -25,8 +25,15 @@ from emotion_tool.results import EmotionReading
 StrategyName = Literal["de-escalate", "comfort", "reassure", "share-enthusiasm", "clarify", "neutral"]
 """Dialogue strategies the planner chooses from."""
 
-EventKind = Literal["arousal-rising", "valence-falling", "persistent-negative"]
-"""Changes against the speaker's own baseline that the planner flags."""
+EventKind = Literal["arousal-rising", "valence-low", "valence-falling", "persistent-negative"]
+"""What the planner flags: arousal well above the speaker's usual level, valence well below it,
+valence falling over several turns, a persistent negative state."""
+
+Polarity = Literal["positive", "negative", "neutral"]
+"""Which way words or a voice point."""
+
+DIMENSIONS = ("valence", "arousal", "dominance")
+"""The model's dimensional outputs, in its order."""
 
 TurnAudio = Union[str, os.PathLike, bytes, np.ndarray, None]
 """A turn's audio: a file path, a ``data:audio/...;base64,`` URL, the bytes of a file, or samples
@@ -86,6 +93,48 @@ class Trend(BaseModel):
         )
 
 
+class Scale(BaseModel):
+    """This turn on the speaker's own scale: standard deviations from their usual level.
+
+    The speaker's running distribution is used once `min_speaker_turns` of their readings are
+    known (in any conversation); before that, the model's population priors.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal["speaker", "population"] = Field(
+        description="'speaker': this speaker's own distribution; 'population': the model's priors"
+    )
+    speaker_turns: int = Field(description="Earlier readings of this speaker known, across conversations")
+    min_speaker_turns: int = Field(description="Readings needed before the speaker's own distribution is used")
+    mean: dict[str, float] = Field(description="Usual level per dimension, 0..1")
+    sd: dict[str, float] = Field(description="Spread per dimension (one standard deviation)")
+    z: dict[str, float] = Field(description="This turn's distance from the usual level, in standard deviations")
+
+    def describe(self) -> str:
+        """One line, e.g. "on this speaker's own scale (12 earlier turns): valence -0.4 sd, arousal +2.5 sd, ..."."""
+        if self.source == "speaker":
+            head = f"on this speaker's own scale ({self.speaker_turns} earlier turns)"
+        else:
+            head = (
+                f"on the model's population priors (this speaker: {self.speaker_turns} earlier turn"
+                f"{'s' if self.speaker_turns != 1 else ''}, {self.min_speaker_turns} needed for their own scale)"
+            )
+        dims = ", ".join(f"{d} {self.z[d]:+.1f} sd (usual {self.mean[d]:.2f})" for d in DIMENSIONS)
+        return f"{head}: {dims}"
+
+
+class WordsAgainstVoice(BaseModel):
+    """The words and the voice point different ways, e.g. "fine, thanks" said angrily."""
+
+    model_config = ConfigDict(frozen=True)
+
+    words: Polarity = Field(description="Which way the words point")
+    voice: Polarity = Field(description="Which way the voice points")
+    cues: list[str] = Field(description="The words that set the words' polarity")
+    detail: str = Field(description="One line for people and LLMs")
+
+
 class DialoguePlan(BaseModel):
     """How to answer this turn, planned from the reading and the speaker's history."""
 
@@ -104,6 +153,10 @@ class DialoguePlan(BaseModel):
     handover: bool = Field(default=False, description="Offer to hand the conversation to a person")
     uncertain: bool = Field(description="The reading is too unsure to act on strongly; the plan is softened")
     trend: Trend | None = Field(default=None, description="This turn against the baseline; null with too little history")
+    scale: Scale | None = Field(default=None, description="This turn on the speaker's own scale; null without a reading")
+    words_against_voice: WordsAgainstVoice | None = Field(
+        default=None, description="Set when the transcript and the voice point different ways"
+    )
     notes: list[str] = Field(default_factory=list, description="Caveats the reply must respect")
 
     def describe(self) -> str:
@@ -116,6 +169,8 @@ class DialoguePlan(BaseModel):
             parts = [f"{self.name} (reading uncertain)" if self.uncertain else self.name]
         if self.events:
             parts.append("events: " + ", ".join(e.kind for e in self.events))
+        if self.words_against_voice is not None:
+            parts.append("words and voice disagree")
         if self.handover:
             parts.append("hand over to a person")
         return "; ".join(parts)
@@ -146,8 +201,38 @@ class EmpathicState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]  # the conversation
 
 
+class InputState(TypedDict, total=False):
+    """What a caller sends per turn, JSON-friendly (LangGraph Server and Studio build forms from it).
+
+    In-process callers may also pass `audio` as an array of samples (with `sample_rate`); the
+    graph's state takes it, the JSON schema does not advertise it.
+    """
+
+    audio: str | None  # a file path on the server, or a data:audio/...;base64, URL
+    sample_rate: int | None  # Hz of `audio` when it is an array of samples (in-process only)
+    transcript: str | None  # the user's words this turn, when known
+    speaker: str  # whose voice this is; their profile is kept across conversations ("user" when absent)
+    reading: EmotionReading | None  # a reading made elsewhere (e.g. a streaming analyser), used instead of audio
+    messages: Annotated[list[AnyMessage], add_messages]  # or the user's words as a message
+
+
+class OutputState(TypedDict, total=False):
+    """What a turn returns: the reading, the history, the plan and the conversation."""
+
+    audio: str | None  # null: the turn's audio is consumed as the turn ends
+    transcript: str | None  # null: the turn's words are consumed as the turn ends (they are in `messages`)
+    speaker: str
+    reading: EmotionReading | None
+    emotion_history: Annotated[list[EmotionTurn], add_turns]
+    strategy: DialoguePlan | None
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
 STATE_TYPES: tuple[type[BaseModel], ...] = (EmotionReading, EmotionTurn, DialoguePlan)
-"""The pydantic types stored at the state's top level (for checkpoint deserialisation allowlists)."""
+"""The pydantic types stored at the state's top level (for checkpoint deserialisation allowlists).
+
+Under LANGGRAPH_STRICT_MSGPACK=true LangGraph derives the same list from the state's type hints
+when the graph is compiled, so a LangGraph server's checkpointer reads them back too."""
 
 
 def reading_of(state: dict[str, Any], key: str = "reading") -> EmotionReading | None:

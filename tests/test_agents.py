@@ -101,7 +101,9 @@ def test_system_message_states_trend_events_and_uncertainty():
     system = model.calls[-1][0].content
     assert "Trend: against a baseline of 3 earlier turns: valence -0.40" in system
     assert "arousal +0.55" in system
-    assert "Events: arousal 0.85 is +0.55 above this speaker's baseline of 0.30" in system
+    # Three earlier turns are too few for the speaker's own scale: the population prior judges.
+    assert "Events: arousal 0.85 is +2.3 sd from the model's usual level (population prior) of 0.50" in system
+    assert "Level: on the model's population priors (this speaker: 3 earlier turns, 4 needed" in system
     assert [e.kind for e in out["strategy"].events] == ["arousal-rising"]
     # The earlier exchanges come along, in order, after the system message.
     assert [m.content for m in model.calls[-1][1:-1] if isinstance(m, HumanMessage)] == ["fine"] * 3

@@ -51,24 +51,27 @@ def test_each_emotion_maps_to_its_strategy(label):
 
 
 def test_neutral_label_is_judged_by_valence_and_arousal():
-    assert strategy_for(reading("neutral", valence=0.2, arousal=0.8)) == "de-escalate"
-    assert strategy_for(reading("neutral", valence=0.2, arousal=0.3)) == "comfort"
+    # On the population priors (valence about 0.27 +- 0.07, arousal 0.5 +- 0.15): 0.1 is well below.
+    assert strategy_for(reading("neutral", valence=0.1, arousal=0.8)) == "de-escalate"
+    assert strategy_for(reading("neutral", valence=0.1, arousal=0.3)) == "comfort"
+    assert strategy_for(reading("neutral", valence=0.2, arousal=0.3)) == "neutral"  # within the usual band
     assert strategy_for(reading("neutral", valence=0.6, arousal=0.8)) == "neutral"
 
 
 def test_arousal_rising_above_baseline_fires():
-    calm = [reading("neutral", arousal=0.3, t=i) for i in range(3)]
-    plan = plan_last([*calm, reading("neutral", arousal=0.7, t=3)])
+    calm = [reading("neutral", arousal=a, t=i) for i, a in enumerate((0.30, 0.32, 0.28, 0.30))]
+    plan = plan_last([*calm, reading("neutral", arousal=0.7, t=4)])
     assert [e.kind for e in plan.events] == ["arousal-rising"]
-    assert plan.events[0].value == pytest.approx(0.4) and plan.events[0].threshold == 0.2
-    assert plan.trend.turns == 3 and plan.trend.baseline_arousal == pytest.approx(0.3)
+    assert plan.scale.source == "speaker" and plan.scale.mean["arousal"] == pytest.approx(0.3)
+    assert plan.events[0].value == pytest.approx(0.4 / plan.scale.sd["arousal"]) and plan.events[0].threshold == 2.0
+    assert plan.trend.turns == 4 and plan.trend.baseline_arousal == pytest.approx(0.3)
     assert any("Tension is rising" in g for g in plan.goals)
 
 
 def test_valence_falling_over_several_turns_fires():
     plan = plan_last([reading("neutral", valence=v, t=i) for i, v in enumerate((0.7, 0.55, 0.4))])
     assert [e.kind for e in plan.events] == ["valence-falling"]
-    assert plan.events[0].value == pytest.approx(0.3)
+    assert plan.events[0].value == pytest.approx(0.3 / 0.0725)  # in sd of the population prior
     # One rise in the series breaks the run.
     assert not plan_last([reading("neutral", valence=v, t=i) for i, v in enumerate((0.7, 0.75, 0.4))]).events
 
@@ -134,10 +137,10 @@ def test_no_reading_plans_neutral_and_says_why():
 
 
 def test_thresholds_are_configuration():
-    calm = [reading("neutral", arousal=0.3, t=i) for i in range(3)]
-    rising = [*calm, reading("neutral", arousal=0.6, t=3)]
+    calm = [reading("neutral", arousal=a, t=i) for i, a in enumerate((0.30, 0.32, 0.28, 0.30))]
+    rising = [*calm, reading("neutral", arousal=0.36, t=4)]  # +3.5 sd on this speaker's scale
     assert [e.kind for e in plan_last(rising).events] == ["arousal-rising"]
-    assert plan_last(rising, PlanningConfig(arousal_rise=0.4)).events == []
+    assert plan_last(rising, PlanningConfig(arousal_rise_z=4.0)).events == []
     angry = [reading("angry", 0.8, t=i) for i in range(3)]
     assert plan_last(angry).handover
     assert not plan_last(angry, PlanningConfig(handover_turns=None)).handover
@@ -148,10 +151,10 @@ def test_thresholds_are_configuration():
 
 def test_baseline_is_per_speaker_and_windowed():
     other = turns([reading("neutral", arousal=0.9, t=i) for i in range(4)], speaker="agent-b")
-    mine = turns([reading("neutral", arousal=0.2, t=10 + i) for i in range(2)])
+    mine = turns([reading("neutral", arousal=a, t=10 + i) for i, a in enumerate((0.2, 0.21, 0.19, 0.2))])
     current = EmotionTurn(turn=7, reading=reading("neutral", arousal=0.6, t=20), source="audio")
     trend = baseline_trend(current, [*other, *mine])
-    assert trend.turns == 2 and trend.baseline_arousal == pytest.approx(0.2)
+    assert trend.turns == 4 and trend.baseline_arousal == pytest.approx(0.2)
     assert [e.kind for e in detect_events(current, [*other, *mine])] == ["arousal-rising"]
     long = turns([reading("neutral", arousal=a, t=i) for i, a in enumerate((0.9, 0.9, 0.1, 0.1))])
     assert baseline_trend(current, long, PlanningConfig(baseline_turns=2)).baseline_arousal == pytest.approx(0.1)
@@ -160,7 +163,7 @@ def test_baseline_is_per_speaker_and_windowed():
 def test_config_rejects_impossible_values():
     with pytest.raises(ValueError, match="min_baseline_turns=4 exceeds baseline_turns=3"):
         PlanningConfig(baseline_turns=3, min_baseline_turns=4)
-    with pytest.raises(ValueError, match="low_valence is on the 0..1 scale"):
-        PlanningConfig(low_valence=1.5)
+    with pytest.raises(ValueError, match="min_margin is on the 0..1 scale"):
+        PlanningConfig(min_margin=1.5)
     with pytest.raises(ValueError):
         PlanningConfig(strategies={"angry": "shout-back"})

@@ -1,0 +1,196 @@
+"""Each speaker's own scale: their running distribution of valence, arousal and dominance.
+
+The published model uses a narrow part of its 0..1 scales, and where that part sits depends on the
+speaker and the recording, so a fixed threshold ("valence at or below 0.35 is negative") fires for
+everything or for nothing. The planner therefore reads a turn as standard deviations away from the
+speaker's own running distribution (`SpeakerProfile`), and until enough of the speaker's turns are
+known, from the model's population priors (`PopulationPriors`).
+
+Profiles live in a LangGraph store, one namespace per speaker (`profile_namespace`), so a caller
+who rings back on a new thread is compared with what earlier conversations showed.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import quote
+from typing import TYPE_CHECKING, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from emotion_tool.results import EmotionReading
+
+from .state import DIMENSIONS, Scale
+
+if TYPE_CHECKING:
+    from langgraph.store.base import BaseStore
+
+PROFILE_NAMESPACE = ("emotion_tool", "speakers")
+"""Store namespace prefix; a speaker's profile sits under (*PROFILE_NAMESPACE, speaker)."""
+
+PROFILE_KEY = "profile"
+
+
+class DimensionPrior(BaseModel):
+    """Where one dimension of the model's outputs usually sits, and where the figures come from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mean: float = Field(ge=0.0, le=1.0, description="Typical value, 0..1")
+    sd: float = Field(gt=0.0, le=0.5, description="Typical spread (one standard deviation)")
+    source: str = Field(description="Where the figures come from; 'placeholder' when they are not measured")
+
+
+class PopulationPriors(BaseModel):
+    """The model's outputs over many speakers: the scale used until a speaker's own is known.
+
+    Defaults describe MERaLiON-SER-v1 as far as published reports go. Replace them with figures
+    measured on your own recordings (`SpeakerProfile` over a corpus gives mean and sd directly).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    valence: DimensionPrior = Field(
+        # Users of the published model report valence spanning about 0.12-0.41 on an acted English
+        # corpus; the mean is the middle of that span and the sd a quarter of it (the span read as
+        # about +-2 sd). Not measured here: no published weights are available to this package.
+        default=DimensionPrior(
+            mean=0.265, sd=0.0725, source="span 0.12-0.41 reported by users of the published model (acted English)"
+        ),
+        description="Valence prior",
+    )
+    arousal: DimensionPrior = Field(
+        # No published figures: the scale's midpoint and a sd of 0.15 stand in until measured.
+        default=DimensionPrior(mean=0.5, sd=0.15, source="placeholder: not measured on the published weights"),
+        description="Arousal prior",
+    )
+    dominance: DimensionPrior = Field(
+        default=DimensionPrior(mean=0.5, sd=0.15, source="placeholder: not measured on the published weights"),
+        description="Dominance prior",
+    )
+
+
+class SpeakerProfile(BaseModel):
+    """One speaker's running distribution over every turn heard, in any conversation.
+
+    Means and spreads are kept with Welford's update (`m2` is the sum of squared deviations), so a
+    profile folds in one reading at a time without keeping the readings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    speaker: str = Field(description="Whose voice")
+    turns: int = Field(default=0, ge=0, description="Readings folded in")
+    mean: dict[str, float] = Field(default_factory=lambda: {d: 0.0 for d in DIMENSIONS}, description="Mean per dimension")
+    m2: dict[str, float] = Field(
+        default_factory=lambda: {d: 0.0 for d in DIMENSIONS}, description="Sum of squared deviations per dimension"
+    )
+    labels: dict[str, int] = Field(default_factory=dict, description="How often each emotion label was the top one")
+    last_turn_id: str | None = Field(
+        default=None, description="The last turn folded in (thread and turn), so a retried turn is not counted twice"
+    )
+
+    def sd(self, dimension: str) -> float:
+        """Sample standard deviation of `dimension` (0 with fewer than two readings)."""
+        return math.sqrt(self.m2[dimension] / (self.turns - 1)) if self.turns > 1 else 0.0
+
+    def add(self, reading: EmotionReading, *, turn_id: str | None = None) -> "SpeakerProfile":
+        """A new profile with `reading` folded in; unchanged when `turn_id` was the last one folded in."""
+        if turn_id is not None and turn_id == self.last_turn_id:
+            return self
+        n = self.turns + 1
+        mean, m2 = dict(self.mean), dict(self.m2)
+        for d in DIMENSIONS:
+            x = float(getattr(reading, d))
+            delta = x - mean[d]
+            mean[d] += delta / n
+            m2[d] += delta * (x - mean[d])
+        labels = {**self.labels, reading.label: self.labels.get(reading.label, 0) + 1}
+        return self.model_copy(update=dict(turns=n, mean=mean, m2=m2, labels=labels, last_turn_id=turn_id))
+
+    @classmethod
+    def of(cls, speaker: str, readings: "list[EmotionReading]") -> "SpeakerProfile":
+        """The profile of `readings`, oldest first."""
+        profile = cls(speaker=speaker)
+        for r in readings:
+            profile = profile.add(r)
+        return profile
+
+
+class ScaleConfig(BaseModel):
+    """How a turn is put on the speaker's scale."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_speaker_turns: int = Field(
+        default=4, ge=2, description="Readings of a speaker needed before their own distribution replaces the priors"
+    )
+    min_sd: float = Field(
+        default=0.02,
+        gt=0.0,
+        description="Floor on a speaker's sd: a speaker heard in one steady mood would otherwise flag every wobble",
+    )
+    priors: PopulationPriors = Field(default_factory=PopulationPriors, description="Used until a speaker's own is known")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScaleConfig":
+        if self.min_sd >= 0.5:
+            raise ValueError(f"min_sd is a standard deviation on the 0..1 scale, got {self.min_sd}; use e.g. 0.02")
+        return self
+
+
+def scale_of(reading: EmotionReading, profile: SpeakerProfile | None, config: ScaleConfig = ScaleConfig()) -> Scale:
+    """`reading` as standard deviations from the speaker's distribution, or from the priors."""
+    own = profile is not None and profile.turns >= config.min_speaker_turns
+    if own:
+        mean = dict(profile.mean)
+        sd = {d: max(profile.sd(d), config.min_sd) for d in DIMENSIONS}
+    else:
+        priors = {d: getattr(config.priors, d) for d in DIMENSIONS}
+        mean = {d: p.mean for d, p in priors.items()}
+        sd = {d: p.sd for d, p in priors.items()}
+    z = {d: (float(getattr(reading, d)) - mean[d]) / sd[d] for d in DIMENSIONS}
+    return Scale(
+        source="speaker" if own else "population",
+        speaker_turns=profile.turns if profile is not None else 0,
+        min_speaker_turns=config.min_speaker_turns,
+        mean=mean,
+        sd=sd,
+        z=z,
+    )
+
+
+def profile_namespace(speaker: str) -> tuple[str, ...]:
+    """The store namespace of `speaker`'s profile."""
+    if not isinstance(speaker, str) or not speaker:
+        raise ValueError(f"speaker must be a non-empty name, got {speaker!r}")
+    # Store namespaces may not hold dots (some stores join labels with them): percent-encode.
+    return (*PROFILE_NAMESPACE, quote(speaker, safe="").replace(".", "%2E"))
+
+
+def load_profile(store: "BaseStore", speaker: str) -> SpeakerProfile | None:
+    """`speaker`'s profile from `store`, or None when the speaker is new."""
+    item = store.get(profile_namespace(speaker), PROFILE_KEY)
+    return None if item is None else SpeakerProfile.model_validate(item.value)
+
+
+def save_profile(store: "BaseStore", profile: SpeakerProfile) -> None:
+    """Writes `profile` under its speaker's namespace."""
+    store.put(profile_namespace(profile.speaker), PROFILE_KEY, profile.model_dump(mode="json"))
+
+
+async def aload_profile(store: "BaseStore", speaker: str) -> SpeakerProfile | None:
+    """`load_profile` for async stores (a LangGraph server's)."""
+    item = await store.aget(profile_namespace(speaker), PROFILE_KEY)
+    return None if item is None else SpeakerProfile.model_validate(item.value)
+
+
+async def asave_profile(store: "BaseStore", profile: SpeakerProfile) -> None:
+    """`save_profile` for async stores."""
+    await store.aput(profile_namespace(profile.speaker), PROFILE_KEY, profile.model_dump(mode="json"))
+
+
+def label_shares(profile: SpeakerProfile) -> Mapping[str, float]:
+    """How often each label was the top one, as shares of the speaker's turns."""
+    total = sum(profile.labels.values())
+    return {k: v / total for k, v in sorted(profile.labels.items(), key=lambda kv: -kv[1])} if total else {}
