@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import json
 import os
 import re
@@ -60,19 +62,19 @@ def test_demo_reports_bad_input_in_one_line(tiny_checkpoint, tmp_path):
     assert run.stderr.strip() == f"python -m demos.conversation: error: {tmp_path / 'missing.wav'}: no such file; give one audio file per turn"
 
 
-def test_langgraph_json_points_at_a_lazy_factory(tiny_checkpoint, monkeypatch):
+def test_langgraph_json_points_at_a_lazy_async_factory(tiny_checkpoint, monkeypatch):
     spec = json.loads((REPO / "langgraph.json").read_text())["graphs"]["empathic_agent"]
-    path, _, attr = spec.partition(":")
-    assert (REPO / path).is_file()
-    serve = importlib.import_module("agents.serve")
-    assert serve._recognizer.cache_info().currsize == 0  # importing loads nothing
+    module, _, attr = spec.partition(":")
+    serve = importlib.import_module(module)
+    assert serve._graph is None  # importing loads nothing
+    assert inspect.iscoroutinefunction(getattr(serve, attr))  # the server awaits it on its event loop
     monkeypatch.setenv("EMOTION_TOOL_MODEL", str(tiny_checkpoint))
     monkeypatch.delenv("EMOTION_TOOL_AGENT_LLM", raising=False)
-    serve._recognizer.cache_clear()
+    monkeypatch.delenv("EMOTION_TOOL_AGENT_LLM_FACTORY", raising=False)
     try:
-        graph = getattr(serve, attr)()
-        assert graph.checkpointer is None  # the server keeps conversations
+        graph = asyncio.run(getattr(serve, attr)())
+        assert graph.checkpointer is None and graph.store is None  # the server keeps both
         assert {"perceive", "plan", "respond"} <= set(graph.get_graph().nodes)
-        assert getattr(serve, attr)() is not graph and serve._recognizer.cache_info().hits == 1  # loaded once
+        assert asyncio.run(getattr(serve, attr)()) is graph  # built, and the weights loaded, once
     finally:
-        serve._recognizer.cache_clear()
+        monkeypatch.setattr(serve, "_graph", None)
