@@ -15,11 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .audio import AudioInput, load_audio
 from .config import SAMPLE_RATE
-from .recognizer import AnalysisOptions, EmotionRecognizer
+from .options import FAST_POINTS, AnalysisOptions
+from .recognizer import EmotionRecognizer
 from .results import EmotionAnalysis, EmotionReading
 
-FAST_POINTS = ("trimmed", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder")
-"""The opt-in operating points, each compared with "published" (see EmotionAnalysis.operating_point)."""
 
 
 class Agreement(BaseModel):

@@ -27,6 +27,7 @@ from .config import (
     labels_from_config,
     read_json,
 )
+from .errors import CheckpointError
 from .model import MERaLiONSER
 
 _SKIPPED_PREFIXES = ("whisper.decoder.",)  # in the published file, never used by the emotion model
@@ -34,8 +35,6 @@ _WHISPER_HEAD_DIM = 64  # every Whisper size uses 64-wide attention heads
 _MAX_NAMES_IN_ERROR = 8
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be found or does not fit the network; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

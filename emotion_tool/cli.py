@@ -16,48 +16,31 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from .agreement import FAST_POINTS
-from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
+from .arguments import add_context_arg, add_model_args, add_trace_args, load_options
+from .options import FAST_POINTS, AnalysisOptions, EvaluationOptions
 
 PROG = "emotion-tool"
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        default=None,
-        help=f"Hub id or checkpoint directory (default: ${MODEL_ENV_VAR} or {DEFAULT_MODEL_ID})",
-    )
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
-    p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
-    p.add_argument("--quantize", choices=("int8",), default=None,
-                   help="int8: dynamically quantized linear layers on the CPU (a fast operating point)")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Emotions and valence/arousal/dominance from speech.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import evaluate, train
-
-
+    d = AnalysisOptions()
     p = sub.add_parser("analyze", help="analyse audio files", description="Analyse one or more audio files.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (wav, flac, ogg, mp3, ...)")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--trace", action="store_true", help="also read windows of --window-s every --hop-s")
-    p.add_argument("--window-s", type=float, default=2.0, help="trace window, seconds (default 2.0)")
-    p.add_argument("--hop-s", type=float, default=1.0, help="trace hop, seconds (default 1.0)")
+    add_trace_args(p, d)
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
-    p.add_argument("--min-confidence", type=float, default=0.5, help="flag readings below this as uncertain")
-    p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
-    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help="flag readings below this as uncertain (default %(default)g)")
+    p.add_argument("--max-duration", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
-    fast.add_argument("--context", choices=("padded", "trimmed"), default="padded",
-                      help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)")
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default="windows",
+    add_context_arg(fast, d)
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=d.trace_mode,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=_analyze)
 
@@ -68,15 +51,14 @@ def _parser() -> argparse.ArgumentParser:
         "deviations (max probability difference, label agreement, mean dim difference) and speed-ups.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--points", default=",".join(FAST_POINTS), help=f"comma-separated (default {','.join(FAST_POINTS)})")
-    p.add_argument("--window-s", type=float, default=2.0, help="trace window for shared-encoder, seconds")
-    p.add_argument("--hop-s", type=float, default=1.0, help="trace hop for shared-encoder, seconds")
+    add_trace_args(p, d)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_agree)
 
     p = sub.add_parser("info", help="show the model, its labels and the device")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_info)
 
@@ -89,21 +71,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_random_model)
 
-    train.add_subcommand(sub)
-    evaluate.add_subcommand(sub)
+    from .train.cli import add_subcommand as add_train
+
+    add_train(sub)
+    add_eval_subcommand(sub)
     return parser
 
 
-def _load(args: argparse.Namespace, options=None):
-    from .recognizer import AnalysisOptions, EmotionRecognizer
+def add_eval_subcommand(subparsers: Any, func: Callable[[argparse.Namespace], int] | None = None) -> None:
+    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] ...` to an argparse subparsers object.
 
+    `func` runs the command (default: `evaluate.run`, imported when the command runs).
+    """
+    d = EvaluationOptions()
+    p = subparsers.add_parser(
+        "eval",
+        help="score a model on a labelled manifest (UAR, recall, confusion, CCC)",
+        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language.",
+    )
+    p.add_argument("manifest", type=Path, metavar="MANIFEST", help="labelled data, .csv or .jsonl (see the training section of the README)")
+    add_model_args(p)
+    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the confusion PNGs (default: eval-<manifest name>)")
+    add_context_arg(p)
+    p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
+    p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
+    p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="both", help="which reading to score (default both)")
+    p.add_argument("--segment-s", type=float, default=d.segment_s, help="fine-grained segment length, seconds (default %(default)g)")
+    p.add_argument("--min-segment-s", type=float, default=d.min_segment_s, help="leave out last pieces shorter than this, seconds (default %(default)g)")
+    p.add_argument("--merge-max-s", type=float, default=d.merge_max_s, help="read items up to this whole; split longer ones (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="segments per forward pass (default %(default)d)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (the files are written either way)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices")
+    p.set_defaults(func=func or _eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate import run
+
+    return run(args)
+
+
+def _load(args: argparse.Namespace, options: AnalysisOptions | None = None):
+    from .recognizer import EmotionRecognizer
+
+    o = load_options(args)
     return EmotionRecognizer.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
+        o.model,
+        device=o.device,
+        dtype=o.dtype,
         options=options or AnalysisOptions(),
-        local_files_only=args.offline,
-        quantize=getattr(args, "quantize", None),
+        local_files_only=o.offline,
+        quantize=o.quantize,
     )
 
 
@@ -111,7 +129,6 @@ def _analyze(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .audio import AudioError
-    from .recognizer import AnalysisOptions
 
     options = AnalysisOptions(
         trace=args.trace,

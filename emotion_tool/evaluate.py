@@ -25,7 +25,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,36 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from .config import DIMENSIONS, SAMPLE_RATE, default_model
 from .data import Manifest, ManifestOptions, class_balance, read_item_audio, read_manifest
 from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
-from .recognizer import AnalysisOptions, EmotionRecognizer
+from .options import AnalysisOptions, EvaluationOptions, Protocol
+from .recognizer import EmotionRecognizer
 from .results import OperatingPoint
 
 __all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
-
-Protocol = Literal["segments", "utterances"]
-PROTOCOLS: tuple[Protocol, ...] = ("segments", "utterances")
-
-
-@dataclass(frozen=True)
-class EvaluationOptions:
-    """How items are cut into the segments that are scored."""
-
-    segment_s: float = 2.0  # length of fine-grained segments, seconds
-    min_segment_s: float = 1.0  # a last fine-grained piece shorter than this is left out
-    merge_max_s: float = 15.0  # items up to this are read whole; longer ones are split into equal parts
-    protocols: tuple[Protocol, ...] = ("segments", "utterances")  # which readings to score
-    batch_size: int = 8  # segments per forward pass
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_segment_s <= self.segment_s:
-            raise ValueError(f"need 0 < min_segment_s <= segment_s, got {self.min_segment_s} and {self.segment_s}")
-        if self.merge_max_s < self.segment_s:
-            raise ValueError(f"merge_max_s={self.merge_max_s} must be at least segment_s={self.segment_s}")
-        bad = [p for p in self.protocols if p not in PROTOCOLS]
-        if bad or not self.protocols:
-            raise ValueError(f"protocols {list(self.protocols)}: choose from {list(PROTOCOLS)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-
 
 class GroupScores(BaseModel):
     """Scores of one group of segments (a language, or all)."""
@@ -397,30 +372,9 @@ def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot
 
 def add_subcommand(subparsers: Any) -> None:
     """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] ...` to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "eval",
-        help="score a model on a labelled manifest (UAR, recall, confusion, CCC)",
-        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language.",
-    )
-    p.add_argument("manifest", type=Path, metavar="MANIFEST", help="labelled data, .csv or .jsonl (see the training section of the README)")
-    p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or MERaLiON/MERaLiON-SER-v1)")
-    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the confusion PNGs (default: eval-<manifest name>)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
-    p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
-    p.add_argument("--context", choices=("padded", "trimmed"), default="padded",
-                   help="padded: every segment padded to 30 s, as published (default); trimmed: a fast operating point")
-    p.add_argument("--quantize", choices=("int8",), default=None, help="int8: quantized linear layers on the CPU (a fast operating point)")
-    p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
-    p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
-    p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="both", help="which reading to score (default both)")
-    p.add_argument("--segment-s", type=float, default=2.0, help="fine-grained segment length, seconds (default 2)")
-    p.add_argument("--min-segment-s", type=float, default=1.0, help="leave out last pieces shorter than this, seconds (default 1)")
-    p.add_argument("--merge-max-s", type=float, default=15.0, help="read items up to this whole; split longer ones (default 15)")
-    p.add_argument("--batch-size", type=int, default=8, help="segments per forward pass")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (the files are written either way)")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices")
-    p.set_defaults(func=run)
+    from .cli import add_eval_subcommand
+
+    add_eval_subcommand(subparsers, run)
 
 
 def _label_map(text: str | None) -> dict[str, str | None]:

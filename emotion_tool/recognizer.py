@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Callable, Literal, Sequence
+from dataclasses import replace
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,52 +24,14 @@ from .results import (
     ModelInfo,
     TraceSegment,
 )
+from .options import AnalysisOptions, Context, Quantization
 from .vad import SpeechDetector, VadOptions, speech_seconds
 from .windows import plan_trace, plan_windows, weighted_mean
 
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) with the number of windows read so far."""
 
-Context = Literal["padded", "trimmed"]
-TraceMode = Literal["windows", "shared-encoder"]
-Quantization = Literal["int8"]
-
 _SAMPLES_PER_FRAME = 320  # one encoder frame = 2 mel frames of 160 samples = 20 ms
-
-
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """How recordings are analysed. Defaults reproduce the published model's use."""
-
-    trace: bool = False  # also read windows of `window_s` every `hop_s`
-    window_s: float = 2.0  # trace window, seconds (the paper's fine-grained segments)
-    hop_s: float = 1.0  # trace hop, seconds
-    max_window_s: float = 30.0  # longer audio is split at pauses into windows of at most this many seconds
-    min_duration_s: float = 0.5  # shorter audio is refused as too short to judge
-    max_duration_s: float = 3600.0  # longer audio is refused before decoding
-    min_confidence: float = 0.5  # readings whose top probability is below this are flagged uncertain
-    min_speech_ratio: float = 0.25  # trace windows with less speech are marked non-speech and not read
-    batch_size: int | None = None  # windows per forward pass; None: 1 on the CPU (bigger batches of 30-s windows only thrash its caches: benchmarks/speed.py), 8 on a GPU
-    vad: VadOptions = field(default_factory=VadOptions)  # how speech is told from silence
-    # Fast operating points (opt-in; they change the numbers — `emotion-tool agree` measures by how much):
-    context: Context = "padded"  # "padded": each window zero-padded to 30 s (published); "trimmed": the encoder sees only the window's own frames
-    trace_mode: TraceMode = "windows"  # "windows": each trace window read on its own (published); "shared-encoder": one encoder pass per <= 30-s window, pooling and heads over each trace window's frames
-
-    def __post_init__(self) -> None:
-        if not 0 < self.max_window_s <= 30:
-            raise ValueError(f"max_window_s must be in (0, 30] seconds (the encoder's span), got {self.max_window_s}")
-        if not 0 < self.hop_s <= self.window_s:
-            raise ValueError(f"need 0 < hop_s <= window_s (a trace without gaps), got window_s={self.window_s}, hop_s={self.hop_s}")
-        if self.window_s > self.max_window_s:
-            raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1 (or None for the device's default), got {self.batch_size}")
-        if not 0 <= self.min_confidence <= 1 or not 0 <= self.min_speech_ratio <= 1:
-            raise ValueError("min_confidence and min_speech_ratio are fractions in [0, 1]")
-        if self.context not in ("padded", "trimmed"):
-            raise ValueError(f"context must be 'padded' (published) or 'trimmed', got {self.context!r}")
-        if self.trace_mode not in ("windows", "shared-encoder"):
-            raise ValueError(f"trace_mode must be 'windows' (published) or 'shared-encoder', got {self.trace_mode!r}")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:

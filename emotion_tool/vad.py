@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from .config import SAMPLE_RATE
 
@@ -25,6 +24,8 @@ class VadOptions:
 
 def import_silero_vad() -> Any:
     """Imports silero_vad, undoing the `torch.set_num_threads(1)` it runs at import time."""
+    import torch
+
     threads = torch.get_num_threads()
     try:
         import silero_vad
@@ -66,6 +67,8 @@ class SpeechDetector:
 
     def speech_spans(self, waveform: np.ndarray) -> list[tuple[int, int]]:
         """Speech in `waveform` (N,) float32 at 16 kHz, as [start, end) sample indices in time order."""
+        import torch
+
         o = self.options
         with self._lock, torch.inference_mode():
             spans = self._silero.get_speech_timestamps(

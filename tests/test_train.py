@@ -38,22 +38,11 @@ from emotion_tool.data import read_item_audio, read_manifest
 from emotion_tool.evaluate import EvaluationOptions, evaluate
 from emotion_tool.metrics import concordance_correlation, unweighted_average_recall
 from emotion_tool.testing import TINY, random_model
-from emotion_tool.train import (
-    EpochLog,
-    LoraOptions,
-    TrainConfig,
-    _add_lora,
-    _base_state,
-    _merged_changes,
-    _plain_model,
-    _WarmupCosine,
-    _whisper_model,
-    add_subcommand,
-    ccc_loss,
-    load_config,
-    run,
-    train,
-)
+from emotion_tool.train import EpochLog, LoraOptions, TrainConfig, load_config, train
+from emotion_tool.train.cli import add_subcommand, run
+from emotion_tool.train.lora import _add_lora, _base_state, _merged_changes, _plain_model, _whisper_model
+from emotion_tool.train.losses import ccc_loss
+from emotion_tool.train.trainer import _WarmupCosine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY_5S = dataclasses.replace(TINY, max_source_positions=250, features=FeatureConfig(chunk_length=5))  # 5-s window

@@ -17,47 +17,32 @@ tensors of the k best epochs) and, at the end, `model/`: a checkpoint in the pub
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
 import os
-import re
 import sys
 import time
-import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .checkpoint import Checkpoint, CheckpointError, load_weights, read_checkpoint, save_checkpoint
-from .config import DIMENSIONS, LABELS, WEIGHTS_FILE, FeatureConfig, SERConfig, default_model
-from .data import (
-    Augmentation,
-    ClassBalance,
-    ClipBatch,
-    Manifest,
-    ManifestDataset,
-    ManifestOptions,
-    class_balance,
-    collate_clips,
-    list_noise_files,
-    read_manifest,
-)
-from .features import log_mel_spectrogram
-from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
-from .model import MERaLiONSER
-from .recognizer import pick_device
+from ..checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from ..config import DIMENSIONS, LABELS, SERConfig, default_model
+from ..data import Augmentation, ClipBatch, ManifestDataset, class_balance, collate_clips, list_noise_files, read_manifest
+from ..features import log_mel_spectrogram
+from ..metrics import PRIMARY_LABELS, classification_scores, dimension_scores
+from ..recognizer import pick_device
+from .config import TrainConfig
+from .lora import _add_lora, _base_state, _checkpoint_model, _is_lora, _merged_changes, _plain_model, _whisper_model
+from .losses import _class_weights, ccc_loss
+from .records import DevScores, EpochCallback, EpochLog, TrainingRun, TrainingSummary
 
-__all__ = ["TrainConfig", "LoraOptions", "EpochLog", "TrainingSummary", "TrainingRun", "load_config", "train", "add_subcommand", "run"]
-
-_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")  # the encoder's attention projections
 _STATE_FILE = "state.pt"
 _LOG_FILE = "log.jsonl"
 _CONFIG_FILE = "config.json"
@@ -65,369 +50,6 @@ _MODEL_DIR = "model"
 _SUMMARY_FILE = "training.json"
 _CHECKPOINT_DIR = "checkpoints"
 _RUNTIME_FIELDS = {"device", "num_workers"}  # may change between a run and its resume
-
-
-class LoraOptions(BaseModel):
-    """LoRA adapters on the encoder's attention. The paper does not give rank or alpha; these are common values."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool = Field(default=True, description="False: the encoder stays fully frozen; only the downstream model and heads train")
-    rank: int = Field(default=8, ge=1, description="Rank r of each adapter")
-    alpha: float = Field(default=16.0, gt=0, description="Scale: the update is (alpha / r)·B·A")
-    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapters' input")
-    target_modules: tuple[str, ...] = Field(
-        default=("q_proj", "k_proj", "v_proj"), description="Attention projections that get adapters"
-    )
-
-    @field_validator("target_modules")
-    @classmethod
-    def _known_targets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [t for t in v if t not in _LORA_TARGETS]
-        if bad or not v:
-            raise ValueError(f"target_modules {list(v)}: each must be one of {list(_LORA_TARGETS)}")
-        return v
-
-
-class TrainConfig(BaseModel):
-    """Everything a training run uses. Defaults are the MERaLiON-SER paper's where it gives them."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    # data
-    train_manifest: Path = Field(description="Training manifest (.csv or .jsonl)")
-    dev_manifest: Path = Field(description="Development manifest: early stopping and checkpoint selection")
-    output_dir: Path = Field(description="Run directory: log, resumable state, checkpoints, exported model")
-    label_map: dict[str, str | None] = Field(default_factory=dict, description='Dataset label → model label (null or "" leaves such rows out)')
-    dim_scale: tuple[float, float] = Field(default=(0.0, 1.0), description="Scale of valence/arousal/dominance in the manifests")
-
-    # starting point
-    base_model: str | None = Field(
-        default=None, description="Checkpoint to fine-tune: Hub id or directory; default $EMOTION_TOOL_MODEL or MERaLiON/MERaLiON-SER-v1"
-    )
-    whisper_encoder: Path | None = Field(
-        default=None, description="Instead of base_model: a transformers Whisper checkpoint directory; the head starts fresh"
-    )
-    channels: int = Field(
-        default=512, ge=64, multiple_of=64, description="ECAPA-TDNN channels of a fresh head, a multiple of 64 (whisper_encoder only)"
-    )
-    embed_dim: int = Field(default=256, ge=4, description="Emotion embedding size of a fresh head (whisper_encoder only)")
-    lora: LoraOptions = Field(default_factory=LoraOptions, description="Adapters on the encoder")
-
-    # optimisation
-    lr_lora: float = Field(default=5e-5, gt=0, description="AdamW learning rate of the LoRA adapters")
-    weight_decay_lora: float = Field(default=4e-5, ge=0, description="AdamW weight decay of the LoRA adapters")
-    lr_head: float = Field(default=6e-4, gt=0, description="AdamW learning rate of the downstream model and heads")
-    weight_decay_head: float = Field(default=8e-5, ge=0, description="AdamW weight decay of the downstream model and heads")
-    warmup_fraction: float = Field(default=0.08, ge=0, lt=1, description="Share of steps with linear warm-up before the cosine decay")
-    epochs: int = Field(default=15, ge=1, description="Most epochs to run")
-    batch_size: int = Field(default=32, ge=1, description="Clips per forward pass")
-    grad_accum_steps: int = Field(default=1, ge=1, description="Batches per optimizer step (effective batch = batch_size × this)")
-    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping; null: none")
-
-    # loss
-    label_smoothing: float = Field(default=0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy")
-    class_weights: Literal["balanced", "none"] = Field(
-        default="balanced", description="balanced: weight each class by N / (classes · its count) in the training set"
-    )
-    ccc_weight: float = Field(default=0.5, ge=0, description="λ of the λ·(1 − CCC) term on valence/arousal/dominance")
-
-    # augmentation
-    mixup_prob: float = Field(default=0.5, ge=0, le=1, description="Share of batches mixed with MixUp")
-    mixup_alpha: float = Field(default=0.3, gt=0, description="MixUp weights are drawn from Beta(alpha, alpha)")
-    noise_dir: Path | None = Field(default=None, description="Folder of noise recordings (MUSAN in the paper); null: no noise")
-    noise_prob: float = Field(default=0.5, ge=0, le=1, description="Share of clips that get noise")
-    noise_snr_db: tuple[float, float] = Field(default=(5.0, 20.0), description="Signal-to-noise ratio range of added noise, dB")
-    speed_factors: tuple[float, ...] = Field(default=(0.9, 1.0, 1.1), description="Speed perturbation, one factor drawn per clip")
-    max_clip_s: float = Field(default=30.0, gt=0, le=30, description="Longer clips are cropped (at random in training)")
-
-    # selection
-    patience: int | None = Field(default=3, ge=1, description="Stop after this many epochs without a lower dev categorical loss; null: never")
-    keep_best: int = Field(default=4, ge=1, description="Epochs kept, ranked by dev categorical loss")
-    average_best: bool = Field(
-        default=True, description="Export the average of the kept epochs when it has the lower dev loss, else the best epoch"
-    )
-
-    # runtime
-    device: str = Field(default="auto", description="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N")
-    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field(
-        default="auto", description="auto: bf16 on GPUs that support it, else fp16; no mixed precision on CPU"
-    )
-    num_workers: int = Field(default=4, ge=0, description="Processes reading audio for the loader")
-    seed: int = Field(default=0, description="Seed of initialisation, shuffling and augmentation")
-
-    @model_validator(mode="after")
-    def _one_start(self) -> "TrainConfig":
-        if self.whisper_encoder is not None and self.base_model is not None:
-            raise ValueError("give base_model (a checkpoint to fine-tune) or whisper_encoder (encoder + fresh head), not both")
-        if self.noise_snr_db[0] > self.noise_snr_db[1]:
-            raise ValueError(f"noise_snr_db must be [low, high], got {list(self.noise_snr_db)}")
-        return self
-
-    def manifest_options(self, labels: tuple[str, ...] = LABELS, *, check_audio: bool = True) -> ManifestOptions:
-        return ManifestOptions(label_map=self.label_map, dim_scale=self.dim_scale, labels=labels, check_audio=check_audio)
-
-
-_PATH_FIELDS = ("train_manifest", "dev_manifest", "output_dir", "noise_dir", "whisper_encoder")
-
-
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Reads a TOML or JSON training config; relative paths in it start at the config file's folder.
-
-    Raises:
-        ValueError: the file is not valid TOML/JSON or a field is unknown or out of range.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"training config {path} does not exist; see examples/train_config.toml")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".toml":
-            raw = tomllib.loads(text)
-        elif path.suffix.lower() == ".json":
-            raw = json.loads(text)
-        else:
-            raise ValueError(f"training config {path} must be .toml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"training config {path} cannot be parsed ({e})") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"training config {path} must hold a table/object of settings")
-    base = path.resolve().parent
-    for key in _PATH_FIELDS:
-        if isinstance(raw.get(key), str) and not Path(raw[key]).expanduser().is_absolute():
-            raw[key] = str(base / raw[key])
-    bm = raw.get("base_model")
-    if isinstance(bm, str) and (base / bm).is_dir() and not Path(bm).is_absolute():
-        raw["base_model"] = str(base / bm)
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"training config {path}: {problems}") from e
-
-
-# --- results ---------------------------------------------------------------------------------------
-
-
-class DevScores(BaseModel):
-    """Scores on the development set."""
-
-    model_config = ConfigDict(frozen=True)
-
-    categorical_loss: float = Field(description="The loss's first term (weighted, smoothed cross-entropy) without augmentation")
-    seven_class: ClassificationScores = Field(description="All labels")
-    four_class: ClassificationScores = Field(description="neutral, angry, sad, happy")
-    dimensions: DimensionScores | None = Field(default=None, description="CCC, when the dev manifest has dimensions")
-
-
-class EpochLog(BaseModel):
-    """One line of log.jsonl."""
-
-    model_config = ConfigDict(frozen=True)
-
-    epoch: int = Field(description="1-based")
-    train_loss: float = Field(description="Mean total loss over the epoch's batches")
-    train_categorical_loss: float = Field(description="Mean cross-entropy term")
-    train_ccc_loss: float = Field(description="Mean 1 − CCC term (0 for batches without dimensions)")
-    dev_categorical_loss: float = Field(description="Early stopping watches this")
-    dev_ccc_loss: float | None = Field(default=None, description="1 − mean CCC on the dev set")
-    dev_uar: float | None = Field(description="7-class UAR on the dev set")
-    dev_uar4: float | None = Field(description="4-class UAR on the dev set")
-    dev_ccc: dict[str, float | None] = Field(default_factory=dict, description="CCC per dimension on the dev set")
-    lr_lora: float | None = Field(default=None, description="LoRA learning rate at the epoch's end")
-    lr_head: float = Field(description="Head learning rate at the epoch's end")
-    seconds: float = Field(description="Wall time of the epoch")
-
-
-class TrainingSummary(BaseModel):
-    """What a finished run produced; also written to model/training.json."""
-
-    model_config = ConfigDict(frozen=True)
-
-    output_dir: Path
-    model_dir: Path = Field(description="The exported checkpoint, in the published layout")
-    base: str = Field(description="Where training started: a checkpoint, or whisper:<dir> with a fresh head")
-    random_weights: bool = Field(description="The starting checkpoint had random weights, so the export is a test model")
-    train_manifest_sha256: str
-    dev_manifest_sha256: str
-    train_balance: ClassBalance
-    dev_balance: ClassBalance
-    epochs_run: int
-    stopped_early: bool
-    best_epochs: list[int] = Field(description="The kept epochs, best first")
-    exported: Literal["average", "best"] = Field(description="average of the kept epochs, or the best epoch alone")
-    exported_epochs: list[int] = Field(description="The epochs whose weights the export holds")
-    dev: DevScores = Field(description="The exported model on the dev set")
-    dev_predictions: list[str] = Field(description="The exported model's label per dev item, in manifest order")
-    history: list[EpochLog]
-
-
-@dataclass
-class TrainingRun:
-    """`train`'s result: the summary, and the exported network (eval mode, on the training device)."""
-
-    summary: TrainingSummary
-    model: MERaLiONSER
-
-
-EpochCallback = Callable[[EpochLog], None]
-"""Called after each epoch, once its state is saved (so a run stopped in it resumes from the next)."""
-
-
-# --- building the network ---------------------------------------------------------------------------
-
-
-def _checkpoint_model(ckpt: Checkpoint) -> MERaLiONSER:
-    """The checkpoint's network in float32, trainable (`build_model` gives a frozen one)."""
-    with torch.device("meta"):
-        model = MERaLiONSER(ckpt.config)
-    load_weights(model, ckpt.path / WEIGHTS_FILE, dtype=torch.float32)
-    return model
-
-
-def _whisper_model(directory: Path, *, channels: int, embed_dim: int, seed: int) -> MERaLiONSER:
-    """A Whisper encoder from a transformers checkpoint directory, with a fresh downstream model and heads."""
-    from safetensors import safe_open
-
-    cfg_path = directory / "config.json"
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} has no config.json; give a transformers Whisper checkpoint directory")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if cfg.get("model_type") != "whisper":
-        raise CheckpointError(f"{cfg_path} describes a {cfg.get('model_type')!r} model; whisper_encoder needs a Whisper checkpoint")
-    features = FeatureConfig(feature_size=int(cfg["num_mel_bins"]))
-    if (directory / "preprocessor_config.json").is_file():
-        pre = json.loads((directory / "preprocessor_config.json").read_text(encoding="utf-8"))
-        features = FeatureConfig.from_dict(pre)
-    config = SERConfig(
-        n_mels=int(cfg["num_mel_bins"]),
-        d_model=int(cfg["d_model"]),
-        encoder_layers=int(cfg["encoder_layers"]),
-        encoder_attention_heads=int(cfg["encoder_attention_heads"]),
-        encoder_ffn_dim=int(cfg["encoder_ffn_dim"]),
-        max_source_positions=int(cfg["max_source_positions"]),
-        channels=channels,
-        embed_dim=embed_dim,
-        features=features,
-    )
-    if features.feature_size != config.n_mels:
-        raise CheckpointError(f"{directory}: preprocessor_config.json has {features.feature_size} mel bins, config.json {config.n_mels}")
-    index = directory / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map: dict[str, str] = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    elif (directory / "model.safetensors").is_file():
-        with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
-            weight_map = {n: "model.safetensors" for n in f.keys()}
-    else:
-        raise CheckpointError(
-            f"{directory} has no model.safetensors; save the Whisper model with save_pretrained(safe_serialization=True)"
-        )
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = MERaLiONSER(config)
-    finally:
-        torch.random.set_rng_state(gen_state)
-    wanted = {n: t for n, t in model.state_dict().items() if n.startswith("whisper.encoder.")}
-    prefix = next((p for p in ("model.encoder.", "encoder.") if any(k.startswith(p) for k in weight_map)), None)
-    if prefix is None:
-        raise CheckpointError(f"{directory} holds no encoder tensors (model.encoder.* or encoder.*); is it a Whisper checkpoint?")
-    state: dict[str, torch.Tensor] = {}
-    missing = []
-    for name, target in wanted.items():
-        source = prefix + name.removeprefix("whisper.encoder.")
-        if source not in weight_map:
-            missing.append(source)
-            continue
-        with safe_open(str(directory / weight_map[source]), framework="pt") as f:
-            t = f.get_tensor(source)
-        if tuple(t.shape) != tuple(target.shape):
-            raise CheckpointError(f"{directory}: {source} has shape {tuple(t.shape)}, the encoder needs {tuple(target.shape)}")
-        state[name] = t.float()
-    if missing:
-        raise CheckpointError(f"{directory} lacks encoder tensors: {', '.join(missing[:8])}")
-    model.load_state_dict(state, strict=False)
-    return model
-
-
-def _add_lora(model: MERaLiONSER, options: LoraOptions) -> MERaLiONSER:
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError as e:
-        raise RuntimeError("LoRA training requires peft; pip install 'emotion-tool[train]'") from e
-    pattern = r"whisper\.encoder\.layers\.\d+\.self_attn\.(" + "|".join(map(re.escape, options.target_modules)) + ")"
-    config = LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=pattern, bias="none")
-    return inject_adapter_in_model(config, model)
-
-
-def _is_lora(name: str) -> bool:
-    return ".lora_" in name
-
-
-def _merged_changes(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors training changes, under their published names: LoRA-merged projections and the head."""
-    out: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        if any(_is_lora(n) for n, _ in model.named_parameters()):
-            from peft.tuners.lora import LoraLayer
-
-            for name, module in model.named_modules():
-                if isinstance(module, LoraLayer):
-                    base = module.get_base_layer()
-                    out[f"{name}.weight"] = (base.weight + module.get_delta_weight("default")).detach().clone()
-        for name, p in model.named_parameters():
-            if p.requires_grad and not _is_lora(name):
-                out[name] = p.detach().clone()
-    return out
-
-
-def _base_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """All tensors under their published names, LoRA not applied."""
-    return {n.replace(".base_layer.", "."): t for n, t in model.state_dict().items() if not _is_lora(n)}
-
-
-def _plain_model(config: SERConfig, state: dict[str, torch.Tensor], device: torch.device) -> MERaLiONSER:
-    with torch.device("meta"):
-        model = MERaLiONSER(config)
-    model.load_state_dict({n: t.detach().clone() for n, t in state.items()}, strict=True, assign=True)
-    return model.to(device).eval().requires_grad_(False)
-
-
-# --- the loss ----------------------------------------------------------------------------------------
-
-
-def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean over dimensions of 1 − CCC, over the rows where the target is not NaN.
-
-    Args:
-        prediction: (B, D); target: (B, D) with NaN where a dimension is not annotated.
-
-    Returns:
-        (loss, dimensions scored); dimensions with fewer than 2 annotated rows are left out, and the
-        loss is 0 (with a gradient of 0) when none is scored.
-    """
-    terms = []
-    for d in range(prediction.shape[1]):
-        ok = ~torch.isnan(target[:, d])
-        if int(ok.sum()) < 2:
-            continue
-        x, y = prediction[ok, d].float(), target[ok, d].float()
-        mx, my = x.mean(), y.mean()
-        cov = ((x - mx) * (y - my)).mean()
-        denom = x.var(unbiased=False) + y.var(unbiased=False) + (mx - my) ** 2
-        terms.append(1.0 - 2.0 * cov / (denom + 1e-8))
-    if not terms:
-        return prediction.sum() * 0.0, 0
-    return torch.stack(terms).mean(), len(terms)
-
-
-def _class_weights(manifest: Manifest, labels: list[str], mode: str) -> torch.Tensor:
-    counts = np.array([sum(1 for it in manifest.items if it.label == lab) for lab in labels], dtype=np.float64)
-    weights = np.ones(len(labels))
-    if mode == "balanced":
-        present = counts > 0
-        weights[present] = counts.sum() / (present.sum() * counts[present])  # absent classes keep weight 1
-    return torch.tensor(weights, dtype=torch.float32)
 
 
 class _WarmupCosine:
@@ -446,9 +68,6 @@ class _WarmupCosine:
 
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(1)[0])
-
-
-# --- the run -----------------------------------------------------------------------------------------
 
 
 def train(
@@ -869,50 +488,3 @@ def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
-
-
-# --- command line ------------------------------------------------------------------------------------
-
-
-def add_subcommand(subparsers: Any) -> None:
-    """Adds `train CONFIG [--resume] [--dry-run]` to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "train",
-        help="fine-tune a model on your data (the MERaLiON-SER recipe)",
-        description="Fine-tune with LoRA on the encoder's q/k/v and export a checkpoint in the published layout.",
-    )
-    p.add_argument("config", type=Path, metavar="CONFIG", help="training config, .toml or .json (see examples/train_config.toml)")
-    p.add_argument("--resume", action="store_true", help="continue the run in the config's output_dir after its last finished epoch")
-    p.add_argument("--dry-run", action="store_true", help="check the config and manifests, print the class balance, and stop")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """`emotion-tool train`: returns the exit code."""
-    config = load_config(args.config)
-    if args.dry_run:
-        options = config.manifest_options()
-        for name, path in (("training", config.train_manifest), ("dev", config.dev_manifest)):
-            m = read_manifest(path, options=options)
-            print(f"{name} set {path}: {len(m)} items, {m.dropped} dropped by label_map, sha256 {m.sha256[:12]}")
-            print(class_balance(m.items).table())
-        if config.noise_dir is not None:
-            print(f"noise: {len(list_noise_files(config.noise_dir))} files in {config.noise_dir}")
-        return 0
-    try:
-        result = train(config, resume=args.resume)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue from the last finished epoch with: emotion-tool train {args.config} --resume",
-            file=sys.stderr,
-        )
-        return 130
-    s = result.summary
-    print(f"model: {s.model_dir}")
-    print(f"epochs run: {s.epochs_run}{' (stopped early)' if s.stopped_early else ''}; exported: {s.exported} of epochs {s.exported_epochs}")
-    print(f"dev UAR {_pct(s.dev.seven_class.uar)} (7-class), {_pct(s.dev.four_class.uar)} (4-class)")
-    if s.dev.dimensions is not None:
-        print("dev CCC " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in s.dev.dimensions.ccc.items()))
-    if s.random_weights:
-        print("note: training started from random weights; the exported model is marked as a test model")
-    return 0
