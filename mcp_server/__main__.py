@@ -13,13 +13,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import anyio
+from emotion_tool.arguments import add_model_args
+from emotion_tool.errors import CheckpointError
 
-from emotion_tool import CheckpointError
-from emotion_tool.config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
-
-from .security import TOKEN_ENV_VAR, BearerTokenMiddleware, check_http_binding
-from .server import ServerOptions, create_server
+from .options import ServerOptions
 
 PROG = "emotion-mcp"
 _STARTUP_ERRORS = (CheckpointError, ValueError, OSError)  # bad model, device or address: one line, no traceback
@@ -32,13 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve speech emotion perception (MERaLiON-SER-v1: 7 emotions and valence/arousal/dominance) "
         "to MCP clients such as Claude Desktop, Claude Code, Cursor or VS Code.",
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help=f"Hub id or checkpoint directory (default: ${MODEL_ENV_VAR}, else {DEFAULT_MODEL_ID})",
-    )
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--dtype", default=d.dtype, help="auto, float32, float16 or bfloat16 (default: auto)")
+    add_model_args(p, d, offline=False, quantize=False)
     p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="streamable-http: port, 0 for any free one (default: 8000)")
@@ -88,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    # The SDK, the server and the model load only once the arguments are known to be good.
+    import anyio
+
+    from .security import TOKEN_ENV_VAR, check_http_binding
+    from .server import create_server
+
     token = os.environ.get(TOKEN_ENV_VAR) or None
     try:
         options = ServerOptions(
@@ -124,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 async def _serve_http(server, options: ServerOptions, host: str, port: int, token: str | None) -> None:
     import uvicorn
+
+    from .security import TOKEN_ENV_VAR, BearerTokenMiddleware
 
     app = server.streamable_http_app(host=host, max_request_body_size=options.max_http_body_bytes)
     sock = _bind(host, port)  # before the model loads: a taken port fails at once

@@ -1,0 +1,164 @@
+"""The typed context every tool, resource and prompt works over, and the one map of errors to `ToolError`.
+
+`AppContext` is loaded once, in the server's lifespan (`ModelLifespan`), and reached from a request
+as `state_of(ctx)`. Domain errors (bad requests, bad audio, a busy queue) become `ToolError`s in
+`tool_errors`, so the assistant reads the message instead of a crash.
+"""
+
+import contextlib
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from emotion_tool import EmotionRecognizer
+from emotion_tool.streaming import StreamOptions
+
+from .inference import InferenceQueue, ServerBusy
+from .options import ServerOptions
+from .security import PathPolicy
+from .sessions import Session, SessionStore, SessionTrace
+
+__all__ = ["AppContext", "EmotionContext", "ModelLifespan", "state_of", "tool_errors"]
+
+# What a tool call can get wrong and the caller can fix (RequestError and AudioError are ValueErrors),
+# or retry (ServerBusy). Anything else is a bug and reaches the SDK as an internal error.
+TOOL_ERRORS: tuple[type[BaseException], ...] = (ValueError, ServerBusy)
+
+
+@dataclass
+class AppContext:
+    """The lifespan state every request shares."""
+
+    recognizer: EmotionRecognizer
+    options: ServerOptions
+    paths: PathPolicy
+    sessions: SessionStore
+    queue: InferenceQueue
+    stream_options: StreamOptions = field(default_factory=StreamOptions)  # sample_rate set per session
+
+
+EmotionContext = Context[AppContext, Any]
+
+
+def state_of(ctx: EmotionContext) -> AppContext:
+    """The lifespan state behind a request."""
+    return ctx.request_context.lifespan_context
+
+
+@contextlib.contextmanager
+def tool_errors() -> Iterator[None]:
+    """Turns the domain errors of a tool's body into `ToolError`s, whose message the caller reads."""
+    try:
+        yield
+    except TOOL_ERRORS as e:
+        raise ToolError(str(e)) from e
+
+
+def client_key(ctx: EmotionContext) -> str:
+    """Who is calling, as far as the transport can tell.
+
+    Over streamable HTTP with MCP sessions the transport's session id (the `Mcp-Session-Id` header,
+    which the transport itself issued and checks) identifies the client. Over stdio there is one
+    client per process, and the stateless 2026 protocol carries no identity at all; there the
+    streaming session id, 128 random bits given only to its opener, is what keeps sessions apart.
+    """
+    headers = ctx.headers
+    transport_session = headers.get("mcp-session-id") if headers is not None else None
+    return f"http-session:{transport_session}" if transport_session else "anonymous"
+
+
+class ModelLifespan:
+    """The server's lifespan: loads the model once and sweeps idle sessions while serving.
+
+    Lifespans that overlap on one server object (several in-process clients) share one load; the
+    state goes when the last one ends. `state` is what static resources, which get no request
+    context, read.
+    """
+
+    def __init__(self, options: ServerOptions, paths: PathPolicy):
+        self.options = options
+        self.paths = paths
+        self.state: AppContext | None = None
+        self._users = 0
+        self._lock = anyio.Lock()
+
+    @asynccontextmanager
+    async def __call__(self, server: MCPServer) -> AsyncIterator[AppContext]:
+        async with self._lock:
+            if self.state is None:
+                self.state = await anyio.to_thread.run_sync(self._load)
+            self._users += 1
+            state = self.state
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_sweep_sessions, state)
+                yield state
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    self._users -= 1
+                    if self._users == 0:
+                        self.state = None
+                        await close_sessions(state.sessions.clear())
+
+    def _load(self) -> AppContext:
+        o = self.options
+        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype)
+        return AppContext(
+            recognizer=recognizer,
+            options=o,
+            paths=self.paths,
+            sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s),
+            queue=InferenceQueue(o.max_pending),
+            stream_options=StreamOptions(min_confidence=recognizer.options.min_confidence),
+        )
+
+
+async def _sweep_sessions(state: AppContext) -> None:
+    """Closes sessions left idle, a few times per timeout."""
+    interval = min(30.0, max(0.05, state.options.session_idle_s / 4))
+    while True:
+        await anyio.sleep(interval)
+        await close_sessions(state.sessions.expire())
+
+
+async def close_sessions(sessions: list[Session]) -> None:
+    """Closes the analyzers of sessions that were dropped or expired."""
+    for s in sessions:
+        await anyio.to_thread.run_sync(s.analyzer.close)
+
+
+def trace_of(state: AppContext, session: Session) -> SessionTrace:
+    warnings = []
+    if state.recognizer.random_weights:
+        warnings.append("This checkpoint has random weights (a test model): the readings mean nothing.")
+    return SessionTrace(
+        session_id=session.id,
+        sample_rate=session.sample_rate,
+        encoding=session.encoding,
+        ended=session.ended,
+        received_s=session.received_s,
+        utterances=session.trace(),
+        model_id=state.recognizer.model_id,
+        random_weights=state.recognizer.random_weights,
+        warnings=warnings,
+    )
+
+
+def progress_reporter(ctx: EmotionContext) -> Callable[[int, int], None]:
+    """A progress(done, total) callback for the worker thread that notifies the client."""
+
+    def report(done: int, total: int) -> None:
+        try:
+            anyio.from_thread.run(ctx.report_progress, done, total, f"{done} of {total} windows read")
+        except Exception:  # a lost progress notification (client gone) must not fail the analysis
+            pass
+
+    return report

@@ -1,0 +1,178 @@
+"""Tools over live sessions: start one, push raw PCM chunks, read its trace, end it."""
+
+from dataclasses import replace
+from typing import Annotated
+
+import anyio
+import anyio.to_thread
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from emotion_tool.results import UtteranceReading
+from emotion_tool.streaming import StreamingAnalyzer
+
+from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
+from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
+from .security import RequestError
+from .sessions import PushResult, Session, SessionStarted, SessionSummary, SessionTrace, summarize
+
+__all__ = ["start_emotion_session", "push_audio", "get_emotion_trace", "end_emotion_session", "TOOLS"]
+
+# Parameters are module-level so the SDK can resolve the annotations.
+SessionId = Annotated[str, Field(description="The session_id that start_emotion_session returned", max_length=100)]
+SessionRate = Annotated[int, Field(description="Hz of the samples you will push", ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)]
+Encoding = Annotated[PcmEncoding, Field(description="Raw mono little-endian samples: pcm_s16le (16-bit) or pcm_f32le (float)")]
+ChunkBase64 = Annotated[
+    str, Field(description="The next chunk of raw samples as base64, in the session's encoding and rate (100 ms to 1 s is typical)")
+]
+
+
+async def start_emotion_session(
+    ctx: EmotionContext, sample_rate: SessionRate = 16000, encoding: Encoding = "pcm_s16le"
+) -> SessionStarted:
+    """Opens a streaming session for live speech and returns its session_id.
+
+    Then send the audio in order with push_audio (raw mono little-endian samples at sample_rate, as
+    base64), and finish with end_emotion_session. Sessions expire when left idle.
+    """
+    state = state_of(ctx)
+    with tool_errors():
+        await close_sessions(state.sessions.expire())
+        state.sessions.check_room()
+        stream_options = replace(state.stream_options, sample_rate=sample_rate)
+        analyzer = await anyio.to_thread.run_sync(
+            lambda: StreamingAnalyzer(state.recognizer, options=stream_options)
+        )
+        session = Session(
+            id=state.sessions.new_id(),
+            owner=client_key(ctx),
+            sample_rate=sample_rate,
+            encoding=encoding,
+            analyzer=analyzer,
+            last_used=0.0,
+        )
+        try:
+            dropped = state.sessions.add(session)
+        except RequestError:
+            await anyio.to_thread.run_sync(analyzer.close)
+            raise
+        await close_sessions(dropped)
+    return SessionStarted(
+        session_id=session.id,
+        sample_rate=sample_rate,
+        encoding=encoding,
+        bytes_per_sample=BYTES_PER_SAMPLE[encoding],
+        max_chunk_s=state.options.max_chunk_s,
+        idle_timeout_s=state.options.session_idle_s,
+    )
+
+
+async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: ChunkBase64) -> PushResult:
+    """Adds the next chunk of a session's audio; returns readings of the utterances it closed.
+
+    An utterance closes after half a second of silence, so most chunks return no reading and a
+    reading arrives shortly after the speaker pauses. If the answer is "busy", nothing was taken:
+    send the same chunk again.
+    """
+    state = state_of(ctx)
+    o = state.options
+    with tool_errors():
+        session = state.sessions.get(session_id, client_key(ctx))
+        if session.ended:
+            raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
+        raw = decode_base64(chunk_base64, max_chars=o.max_request_chars, field="chunk_base64")
+        samples = decode_pcm(raw, session.encoding, field="chunk_base64")
+        seconds = samples.shape[0] / session.sample_rate
+        if seconds > o.max_chunk_s:
+            raise RequestError(
+                f"chunk_base64 holds {seconds:.1f} s of audio at {session.sample_rate} Hz, over the limit of "
+                f"{o.max_chunk_s:g} s per chunk; send smaller chunks (100 ms to 1 s suit live speech)"
+            )
+        if session.received + samples.shape[0] > o.max_session_s * session.sample_rate:
+            raise RequestError(
+                f"session {session_id} has received {session.received_s:.0f} s of audio and this chunk would pass "
+                f"the limit of {o.max_session_s:g} s; end it with end_emotion_session and start a new one"
+            )
+
+        def feed() -> list[UtteranceReading]:
+            if session.ended:  # end_emotion_session got its turn first
+                raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
+            return session.analyzer.push(samples)
+
+        session.in_flight += 1
+        try:
+            readings = await state.queue.run(feed)
+            session.received += samples.shape[0]
+        finally:
+            session.in_flight -= 1
+        return PushResult(
+            session_id=session.id,
+            readings=readings,
+            received_s=session.received_s,
+            speaking=session.analyzer.speaking,
+            utterances=len(session.analyzer.trace),
+        )
+
+
+async def get_emotion_trace(ctx: EmotionContext, session_id: SessionId) -> SessionTrace:
+    """The session's readings so far: one per utterance, with time, label, probabilities and dimensions."""
+    state = state_of(ctx)
+    with tool_errors():
+        return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
+
+
+async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> SessionSummary:
+    """Ends a session: reads the utterance still open, and returns the trace with an aggregate.
+
+    `overall` weighs every utterance by its duration; `latest` is the last utterance alone. The
+    trace stays readable (get_emotion_trace) until the session expires; no more audio is taken.
+    """
+    state = state_of(ctx)
+    with tool_errors():
+        session = state.sessions.get(session_id, client_key(ctx))
+        if session.summary is not None:
+            return session.summary
+
+        def finish() -> None:  # one job, so no push can slip in between
+            if session.ended:
+                return
+            session.analyzer.flush()
+            session.final_trace = session.analyzer.trace
+            session.ended = True
+            session.analyzer.close()
+
+        session.in_flight += 1
+        try:
+            await state.queue.run(finish)
+        finally:
+            session.in_flight -= 1
+        if session.summary is not None:  # a concurrent end finished first
+            return session.summary
+        trace = trace_of(state, session)
+        overall, counts = summarize(
+            trace.utterances, labels=state.recognizer.labels, min_confidence=state.stream_options.min_confidence
+        )
+        warnings = list(trace.warnings)
+        if not trace.utterances:
+            warnings.append("No utterance was heard in this session: there is nothing to read.")
+        session.summary = SessionSummary(
+            **trace.model_dump(exclude={"warnings"}),
+            warnings=warnings,
+            overall=overall,
+            latest=trace.utterances[-1].reading if trace.utterances else None,
+            label_counts=counts,
+            speech_s=sum(u.end_s - u.start_s for u in trace.utterances),
+        )
+        return session.summary
+
+
+_WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+
+# (function, annotations) in the order the server lists them.
+TOOLS = (
+    (start_emotion_session, _WRITES),
+    (push_audio, _WRITES),
+    (get_emotion_trace, ToolAnnotations(read_only_hint=True, open_world_hint=False)),
+    (end_emotion_session, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
+)
