@@ -7,7 +7,9 @@ their turns are known; see `agents.scale`), which turns unusual levels into even
 uncertain reading softens the plan to a neutral one that names what it leans to. When the words
 are known and point the other way from the voice, the plan says so. Every threshold lives in
 `PlanningConfig`; thresholds on valence and arousal are in standard deviations, not on the 0..1
-scale, because the model uses a narrow, speaker-dependent part of that scale.
+scale, because the model uses a narrow, speaker-dependent part of that scale. The defaults, the
+strategies and their wording come from the empathy rulebook (`emotion_tool.empathy`), which the MCP
+prompt reads too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from typing import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from emotion_tool.empathy import (
+    AROUSAL_GOAL,
+    HANDOVER_GOAL,
+    MISMATCH_GOAL,
+    PLAYBOOK,
+    STRATEGY_FOR_LABEL,
+    THRESHOLDS,
+    VALENCE_GOAL,
+    choose_strategy,
+)
 from emotion_tool.results import EmotionReading
 
 from .scale import ScaleConfig, SpeakerProfile, scale_of
@@ -29,14 +41,7 @@ class PlanningConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     strategies: Mapping[str, StrategyName] = Field(
-        default_factory=lambda: {
-            "angry": "de-escalate",
-            "disgusted": "de-escalate",
-            "sad": "comfort",
-            "fearful": "reassure",
-            "happy": "share-enthusiasm",
-            "surprised": "clarify",
-        },
+        default_factory=lambda: dict(STRATEGY_FOR_LABEL),
         description="Strategy for each confident emotion label; other labels (neutral) are judged by valence and arousal",
     )
     min_confidence: float | None = Field(
@@ -44,16 +49,16 @@ class PlanningConfig(BaseModel):
         description="Readings whose top probability is lower are uncertain; None keeps the reading's own `uncertain` "
         "flag (the recognizer's AnalysisOptions.min_confidence)",
     )
-    min_margin: float = Field(default=0.1, description="Readings whose top-1 minus top-2 probability is lower are uncertain")
+    min_margin: float = Field(default=THRESHOLDS.min_margin, description="Readings whose top-1 minus top-2 probability is lower are uncertain")
     min_duration_s: float = Field(default=1.0, description="Readings of shorter stretches are uncertain (little evidence)")
     low_valence_z: float = Field(
-        default=1.5, gt=0, description="Valence this many sd below the speaker's usual level counts as negative"
+        default=THRESHOLDS.low_valence_z, gt=0, description="Valence this many sd below the speaker's usual level counts as negative"
     )
     high_arousal_z: float = Field(
-        default=1.5, gt=0, description="Arousal this many sd above the speaker's usual level counts as agitated"
+        default=THRESHOLDS.high_arousal_z, gt=0, description="Arousal this many sd above the speaker's usual level counts as agitated"
     )
     negative_labels: tuple[str, ...] = Field(
-        default=("angry", "sad", "fearful", "disgusted"), description="Labels that count as a negative state"
+        default=THRESHOLDS.negative_labels, description="Labels that count as a negative state"
     )
     baseline_turns: int = Field(default=5, ge=1, description="Most recent earlier readings the baseline averages")
     min_baseline_turns: int = Field(default=2, ge=1, description="Earlier readings needed before comparing with a baseline")
@@ -89,71 +94,6 @@ class PlanningConfig(BaseModel):
         return self
 
 
-class _Playbook(BaseModel):
-    goals: tuple[str, ...]
-    tone: str
-    avoid: tuple[str, ...]
-
-
-PLAYBOOK: Mapping[StrategyName, _Playbook] = {
-    "de-escalate": _Playbook(
-        goals=(
-            "Acknowledge the frustration in one short sentence, without judging it.",
-            "Offer one concrete next step you can take.",
-            "Keep it brief and let the user steer.",
-        ),
-        tone="calm, slow and steady; short sentences",
-        avoid=("arguing or correcting the user", "forced cheerfulness or exclamation marks", "telling the user to calm down"),
-    ),
-    "comfort": _Playbook(
-        goals=(
-            "Validate what the user feels before offering anything.",
-            "Ask gently what would help right now.",
-            "Offer support at the user's pace.",
-        ),
-        tone="warm, gentle and unhurried",
-        avoid=("minimising the feeling", "jumping straight to solutions", "upbeat enthusiasm"),
-    ),
-    "reassure": _Playbook(
-        goals=(
-            "Acknowledge the worry.",
-            "Say clearly and concretely what happens next.",
-            "Point out what is under control and what the user can do.",
-        ),
-        tone="steady and clear; confident without brushing the worry aside",
-        avoid=("vague promises", "alarming words", "burying the user in detail"),
-    ),
-    "share-enthusiasm": _Playbook(
-        goals=("Match the user's positive energy.", "Build on what pleases them.", "Keep the momentum toward their goal."),
-        tone="bright, warm and lively",
-        avoid=("flat, purely transactional replies", "dampening the mood with needless caveats"),
-    ),
-    "clarify": _Playbook(
-        goals=(
-            "Acknowledge that something was unexpected.",
-            "Ask what surprised the user, and explain it plainly.",
-            "Confirm understanding before moving on.",
-        ),
-        tone="open, curious and clear",
-        avoid=("assuming the surprise is good or bad", "long explanations before checking"),
-    ),
-    "neutral": _Playbook(
-        goals=("Answer the user's request directly and helpfully.", "Stay attentive to changes in how the user sounds."),
-        tone="friendly, clear and efficient",
-        avoid=("commenting on the user's feelings without reason",),
-    ),
-}
-"""Goals, tone and what to avoid for each strategy."""
-
-_HANDOVER_GOAL = "Offer to hand the conversation to a person (a human colleague), and make it easy to accept."
-_AROUSAL_GOAL = "Tension is rising: slow down, keep sentences short, and acknowledge it before going on."
-_MISMATCH_GOAL = (
-    "The words and the voice disagree: do not take the words at face value; acknowledge gently and ask "
-    "whether everything is really all right."
-)
-_VALENCE_GOAL = "The mood has been sinking for several turns: check whether something in the conversation is going wrong."
-
-
 def strategy_for(
     reading: EmotionReading, config: PlanningConfig = PlanningConfig(), scale: Scale | None = None
 ) -> StrategyName:
@@ -164,12 +104,13 @@ def strategy_for(
     priors): well below the usual valence and well above the usual arousal → de-escalate, well
     below the usual valence → comfort.
     """
-    if reading.label in config.strategies:
-        return config.strategies[reading.label]
     scale = scale or scale_of(reading, None, config.scale)
-    if scale.z["valence"] <= -config.low_valence_z:
-        return "de-escalate" if scale.z["arousal"] >= config.high_arousal_z else "comfort"
-    return "neutral"
+    return choose_strategy(
+        reading.label,
+        negative=scale.z["valence"] <= -config.low_valence_z,
+        agitated=scale.z["arousal"] >= config.high_arousal_z,
+        strategies=config.strategies,
+    )
 
 
 def uncertainty(current: EmotionTurn, config: PlanningConfig = PlanningConfig()) -> list[str]:
@@ -345,14 +286,14 @@ def plan_dialogue(
             **common,
         )
     handover = any(e.kind == "persistent-negative" for e in events)
-    first = [_HANDOVER_GOAL] if handover else []
+    first = [HANDOVER_GOAL] if handover else []
     extra = [
         goal
-        for kind, goal in (("arousal-rising", _AROUSAL_GOAL), ("valence-falling", _VALENCE_GOAL))
+        for kind, goal in (("arousal-rising", AROUSAL_GOAL), ("valence-falling", VALENCE_GOAL))
         if any(e.kind == kind for e in events)
     ]
     if mismatch is not None:
-        extra.append(_MISMATCH_GOAL)
+        extra.append(MISMATCH_GOAL)
     return _build(
         candidate,
         uncertain=False,

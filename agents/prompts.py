@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from emotion_tool.empathy import OFFLINE_REPLIES
 from emotion_tool.results import DIMENSION_MEANINGS, EmotionReading
 
-from .state import DialoguePlan, StrategyName
+from .state import DialoguePlan
 
 SYSTEM_PROMPT = """You are a helpful voice assistant in a spoken conversation. Along with each user turn you \
 receive a reading of how the user's voice sounds, from a speech emotion recognition model, and a dialogue \
@@ -24,19 +25,6 @@ NO_TRANSCRIPT = "[The user spoke, but their words were not transcribed.]"
 
 AUDIO_ONLY = "[The user's spoken turn is in the attached audio.]"
 """Stands for the user's words next to the audio block sent to an audio-capable model."""
-
-OFFLINE_REPLIES: dict[StrategyName, str] = {
-    "de-escalate": "I hear that this has been frustrating, and I want to help put it right. "
-    "Let's take it one step at a time: what matters most to you right now?",
-    "comfort": "That sounds really hard, and it makes sense to feel that way. "
-    "I'm here with you; what would help most right now?",
-    "reassure": "I understand this feels worrying. Let's go through what happens next, step by step, "
-    "and I'll stay with you while we do.",
-    "share-enthusiasm": "That's great to hear! Let's keep that going. What would you like to do next?",
-    "clarify": "That seems to have come as a surprise. Let me make sure I follow: what caught you off guard?",
-    "neutral": "Thanks, I'm following. How can I help next?",
-}
-"""The deterministic responder's reply for each strategy, used when no chat model is configured."""
 
 OFFLINE_CHECK_IN = "How are you feeling about all this so far?"
 OFFLINE_HANDOVER = "If you'd rather talk it through with a person, I can connect you with a colleague now."

@@ -20,9 +20,9 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from emotion_tool.empathy import StrategyName
 from emotion_tool.results import EmotionReading
 
-StrategyName = Literal["de-escalate", "comfort", "reassure", "share-enthusiasm", "clarify", "neutral"]
 """Dialogue strategies the planner chooses from."""
 
 EventKind = Literal["arousal-rising", "valence-low", "valence-falling", "persistent-negative"]

@@ -1,4 +1,7 @@
-"""The `empathetic_reply` prompt: how the user sounds, said with its uncertainty, and how to reply."""
+"""The `empathetic_reply` prompt: how the user sounds, said with its uncertainty, and how to reply.
+
+The advice and its thresholds come from the empathy rulebook, `emotion_tool.empathy`.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from emotion_tool.empathy import THRESHOLDS, reply_advice
 from emotion_tool.results import EmotionAnalysis, EmotionReading, UtteranceReading
 
 from .sessions import SessionSummary, SessionTrace
-
-# How to meet each emotion in a reply. Cues for tone, never a script: the words come first.
-ADAPT: dict[str, str] = {
-    "neutral": "Reply in a plain, friendly tone; there is no strong feeling to respond to.",
-    "happy": "Match their good mood with warmth; keep it light, and do not dampen it with needless caveats.",
-    "sad": "Be gentle and unhurried; acknowledge that things may be hard before offering help, and avoid forced cheer.",
-    "angry": (
-        "Stay calm and respectful; acknowledge the frustration in one sentence, do not argue or get defensive, "
-        "and move quickly to concrete help. Keep it short."
-    ),
-    "fearful": "Be reassuring and steady; give clear, simple next steps and say what will happen, without alarm.",
-    "disgusted": "Take the objection seriously; acknowledge what put them off without judging, and offer an alternative.",
-    "surprised": "Check what surprised them and explain clearly; do not assume whether the surprise is good or bad.",
-}
-_UNSURE_MARGIN = 0.10  # top-1 minus top-2 probability below which the model is torn between two emotions
-
 
 @dataclass(frozen=True)
 class _Perception:
@@ -89,7 +77,7 @@ def describe_perception(p: _Perception) -> str:
         f"(probability {r.confidence:.2f}; valence {r.valence:.2f} where 0 is negative and 1 positive, "
         f"arousal {r.arousal:.2f} where 0 is calm and 1 agitated, dominance {r.dominance:.2f})."
     ]
-    if r.uncertain or r.margin < _UNSURE_MARGIN:
+    if THRESHOLDS.is_torn(r):
         lines.append(
             f"This reading is uncertain: {r.label} is only slightly ahead"
             + (f" of {runner_up} ({runner_p:.2f})" if runner_up else "")
@@ -111,15 +99,7 @@ def empathetic_reply_text(user_words: str, analysis_json: str) -> str:
     p = parse_analysis(analysis_json)
     perception = describe_perception(p)
     usable = p.reading is not None and not p.random_weights
-    if usable and p.reading is not None:
-        advice = ADAPT.get(p.reading.label, ADAPT["neutral"])
-        if p.reading.uncertain or p.reading.margin < _UNSURE_MARGIN:
-            advice = "Keep your tone neutral and kind; adapt only if their words point the same way. " + advice
-        high_arousal_negative = p.reading.arousal > 0.65 and p.reading.valence < 0.4
-        if high_arousal_negative and p.reading.label != "angry":
-            advice += " They sound agitated and negative: keep sentences short and calm."
-    else:
-        advice = "Reply to what they said, in a plain, friendly tone."
+    advice = reply_advice(p.reading if usable else None)
     return (
         f"The user said:\n\"\"\"\n{user_words.strip()}\n\"\"\"\n\n"
         f"How they sound:\n{perception}\n\n"
