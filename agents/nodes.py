@@ -7,8 +7,6 @@ so it drops into any `StateGraph` whose state has those keys (`EmpathicState` ha
 from __future__ import annotations
 
 import base64
-import binascii
-import io
 import os
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Collection
@@ -19,7 +17,7 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 from langchain_core.messages.content import create_audio_block
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from emotion_tool.audio import AudioError, AudioProblem, load_audio
+from emotion_tool.audio import AudioError, AudioProblem, encode_wav, load_audio
 from emotion_tool.config import SAMPLE_RATE
 
 from .planning import PlanningConfig, plan_dialogue
@@ -311,15 +309,7 @@ def _user_words(state: dict[str, Any], *, transcript_key: str = "transcript", me
 
 
 def _turn_audio(audio: Any) -> Any:
-    """The turn's audio as the engine takes it: ``data:`` URLs become bytes, lists become arrays."""
-    if isinstance(audio, str) and audio.startswith("data:"):
-        head, _, data = audio.partition(",")
-        if not head.endswith(";base64"):
-            raise AudioError("type", "a data: URL of audio must be base64-encoded (data:audio/wav;base64,...)")
-        try:
-            return base64.b64decode(data, validate=True)
-        except binascii.Error as e:
-            raise AudioError("decode", f"the data: URL does not hold valid base64 ({e}); encode the file again") from e
+    """The turn's audio as the engine takes it: lists become arrays (``data:`` URLs `load_audio` reads itself)."""
     if isinstance(audio, (list, tuple)):
         return np.asarray(audio, dtype=np.float32)
     return audio
@@ -336,12 +326,8 @@ def _audio_name(audio: Any) -> str | None:
 
 def _wav_base64(audio: Any, *, sample_rate: int | None = None) -> str:
     """The audio as a base64 16-bit PCM WAV file, 16 kHz mono (what audio-capable chat models take)."""
-    import soundfile as sf
-
     wav = load_audio(_turn_audio(audio), sample_rate=sample_rate, name=_audio_name(audio))
-    buf = io.BytesIO()
-    sf.write(buf, wav, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(encode_wav(wav, sample_rate=SAMPLE_RATE)).decode("ascii")
 
 
 def _recent(messages: list[AnyMessage], limit: int) -> list[AnyMessage]:

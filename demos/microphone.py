@@ -133,11 +133,11 @@ class FileSource:
     """
 
     def __init__(self, path: str | os.PathLike, callback: AudioCallback, *, block_s: float = BLOCK_S):
-        import soundfile as sf
+        from emotion_tool.audio import AudioError, read_frames
 
         try:
-            wav, self.samplerate = sf.read(path, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, OSError) as e:
+            wav, self.samplerate = read_frames(path)
+        except AudioError as e:
             raise DemoError(f"cannot read {path} ({e}); give a WAV, FLAC, OGG or MP3 file") from e
         if wav.shape[0] == 0:
             raise DemoError(f"{path} holds no audio")

@@ -1,7 +1,15 @@
-"""Reading audio: paths, bytes or arrays in, 16 kHz mono float32 out."""
+"""Reading audio: the one place audio comes in. 16 kHz mono float32 out.
+
+Every entry point goes through here: file paths, the bytes of a file, base64 text and `data:` URLs,
+raw little-endian PCM (with its encoding and rate), arrays, and live chunks (`check_chunk`). Callers
+never open soundfile themselves; `read_frames` and `audio_info` serve those who need a stretch of a
+long file, and `encode_wav` the few that hand audio on.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import os
 from pathlib import Path
@@ -12,7 +20,7 @@ import numpy as np
 from .config import SAMPLE_RATE
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
-"""A file path, the bytes of an audio file, or an array of samples (with its sample rate).
+"""A file path, a ``data:audio/...;base64,`` URL, the bytes of an audio file, or an array of samples (with its sample rate).
 Arrays are (samples,), (samples, channels) or (channels, samples) with at most 16 channels."""
 
 AudioProblem = Literal["not_found", "type", "empty", "decode", "sample_rate", "non_finite", "too_short", "too_long"]
@@ -20,6 +28,10 @@ AudioProblem = Literal["not_found", "type", "empty", "decode", "sample_rate", "n
 MIN_SAMPLE_RATE = 1000  # Hz; below this an array's rate is surely a mistake
 MAX_SAMPLE_RATE = 768000  # Hz; the highest rate common hardware records
 _MAX_CHANNELS = 16
+
+PcmEncoding = Literal["pcm_s16le", "pcm_f32le"]
+"""Raw mono samples, little-endian: 16-bit signed integers or 32-bit floats in [-1, 1]."""
+BYTES_PER_SAMPLE: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
 
 
 class AudioError(ValueError):
@@ -40,8 +52,8 @@ def load_audio(
     """Decodes and converts audio to 16 kHz mono float32.
 
     Args:
-        audio: a path (anything libsndfile reads: wav, flac, ogg, mp3, ...), the bytes of such a file,
-            or a NumPy array / torch tensor of samples.
+        audio: a path (anything libsndfile reads: wav, flac, ogg, mp3, ...), a base64 `data:` URL or
+            the bytes of such a file, or a NumPy array / torch tensor of samples.
         sample_rate: the rate of an array, in Hz. Required for arrays; ignored for files and bytes.
         max_duration_s: refuse audio longer than this, checked before decoding where possible.
         name: how to call the audio in error messages (defaults to the path).
@@ -52,7 +64,10 @@ def load_audio(
     Raises:
         AudioError: empty, undecodable, non-finite, too long, or of an unsupported type or rate.
     """
-    if isinstance(audio, (str, os.PathLike)):
+    if isinstance(audio, str) and audio.startswith("data:"):
+        name = name or "audio (data: URL)"
+        wav, sr = _read_bytes(decode_data_url(audio), name, max_duration_s)
+    elif isinstance(audio, (str, os.PathLike)):
         wav, sr = _read_path(Path(audio), max_duration_s)
         name = name or str(audio)
     elif isinstance(audio, (bytes, bytearray, memoryview)):
@@ -175,3 +190,170 @@ def _too_long(name: str, duration_s: float, max_duration_s: float) -> AudioError
         f"{name} lasts {duration_s:.1f} s, over the limit of {max_duration_s:g} s; "
         "split it, or raise the limit (max_duration_s / --max-duration)",
     )
+
+
+# --- text and raw samples: what requests carry ------------------------------------------------------
+
+
+def decode_base64(text: str, *, name: str = "audio base64") -> bytes:
+    """Decodes standard or URL-safe base64 (whitespace and a `data:...;base64,` prefix allowed).
+
+    Raises:
+        AudioError: empty, or not base64.
+    """
+    if text.startswith("data:") and "," in text[:200]:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split())
+    if not text:
+        raise AudioError("empty", f"{name} is empty; send the base64 of the audio bytes")
+    if "-" in text or "_" in text:  # the URL-safe alphabet
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise AudioError(
+            "decode",
+            f"{name} is not valid base64 ({e}); encode the raw bytes with standard base64 "
+            "(A-Z a-z 0-9 + / and = padding), e.g. base64.b64encode(data).decode()",
+        ) from e
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes inside a ``data:audio/...;base64,...`` URL.
+
+    Raises:
+        AudioError: not base64-encoded, or not valid base64.
+    """
+    head, _, data = url.partition(",")
+    if not head.endswith(";base64"):
+        raise AudioError("type", "a data: URL of audio must be base64-encoded (data:audio/wav;base64,...)")
+    return decode_base64(data, name="the data: URL")
+
+
+def sniff_container(data: bytes) -> str | None:
+    """The container the bytes start like ("wav", "flac", "ogg", "mp3"), or None."""
+    if data[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:4] == b"fLaC":
+        return "flac"
+    if data[:4] == b"OggS":
+        return "ogg"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "mp3"
+    return None
+
+
+def decode_pcm(data: bytes, encoding: str, *, name: str = "raw samples") -> np.ndarray:
+    """Raw mono little-endian samples → (n,) float32 in [-1, 1], at the rate they were recorded.
+
+    Raises:
+        AudioError: not a whole number of samples, an unknown encoding, or NaN/infinite floats.
+    """
+    width = BYTES_PER_SAMPLE.get(encoding)
+    if width is None:
+        raise AudioError("type", f"{name}: unknown encoding {encoding!r}; use one of {', '.join(BYTES_PER_SAMPLE)}")
+    if len(data) % width:
+        raise AudioError(
+            "decode",
+            f"{name} holds {len(data)} bytes, not a whole number of {encoding} samples ({width} bytes each); "
+            "send mono little-endian samples and cut chunks at sample boundaries",
+        )
+    if encoding == "pcm_s16le":
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if not np.isfinite(samples).all():
+        raise AudioError(
+            "non_finite",
+            f"{name} holds NaN or infinite pcm_f32le samples; send finite floats in [-1, 1] "
+            "(or check that the encoding is not really pcm_s16le)",
+        )
+    return samples
+
+
+def check_chunk(chunk: Any) -> np.ndarray:
+    """Checks a live chunk against the streaming contract and returns a private (n,) float32 copy.
+
+    The contract: mono samples of shape (n,) or (n, 1), float32 in [-1, 1] (float64 is converted)
+    or int16 PCM (scaled by 1/32768), at the stream's rate; any length, zero included.
+    """
+    if type(chunk).__module__.startswith("torch"):
+        chunk = chunk.detach().cpu().numpy()
+    if not isinstance(chunk, np.ndarray):
+        raise AudioError("type", f"audio chunk: expected a NumPy array of samples, got {type(chunk).__name__}")
+    if chunk.ndim == 2 and chunk.shape[1] == 1:
+        chunk = chunk[:, 0]
+    if chunk.ndim != 1:
+        raise AudioError(
+            "type",
+            f"audio chunk: expected mono samples of shape (n,) or (n, 1), got shape {chunk.shape}; "
+            "open the input with channels=1 or mix down first (chunk.mean(axis=1))",
+        )
+    if chunk.dtype == np.int16:
+        x = chunk.astype(np.float32) / 32768.0
+    elif chunk.dtype in (np.float32, np.float64):
+        x = chunk.astype(np.float32)  # a copy: audio callbacks reuse their buffers
+    else:
+        raise AudioError(
+            "type",
+            f"audio chunk: samples must be float32 in [-1, 1] (or float64, or int16 PCM), got dtype {chunk.dtype}; "
+            "open the input with dtype='float32'",
+        )
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise AudioError(
+            "non_finite",
+            f"audio chunk holds {bad} NaN or infinite samples of {x.shape[0]}; "
+            "fix the producer of the audio or replace them (np.nan_to_num) before feeding",
+        )
+    return x
+
+
+# --- stretches of files, and writing ----------------------------------------------------------------
+
+
+def audio_info(path: str | os.PathLike, *, name: str | None = None) -> tuple[int, int]:
+    """(frames, sample rate) of an audio file, read from its header.
+
+    Raises:
+        AudioError: the file cannot be decoded.
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError("decode", f"cannot decode {name or path} ({e}); convert it to WAV or FLAC") from e
+    return int(info.frames), int(info.samplerate)
+
+
+def read_frames(
+    path: str | os.PathLike, *, start: int = 0, stop: int | None = None, name: str | None = None
+) -> tuple[np.ndarray, int]:
+    """Frames [start, stop) of an audio file at its own rate, reading only that stretch.
+
+    Returns:
+        (samples (n, channels) float32, sample rate); pass them to `load_audio` for 16 kHz mono.
+
+    Raises:
+        AudioError: the file cannot be decoded.
+    """
+    import soundfile as sf
+
+    name = name or str(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            end = f.frames if stop is None else min(f.frames, stop)
+            f.seek(min(start, f.frames))
+            return f.read(max(0, end - start), dtype="float32", always_2d=True), f.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError("decode", f"{name}: cannot decode audio ({e}); convert it to WAV or FLAC") from e
+
+
+def encode_wav(wav: np.ndarray, *, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """The bytes of a 16-bit PCM WAV file of mono samples (N,) float32."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, wav, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()

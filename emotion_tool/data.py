@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .audio import AudioError, load_audio
+from .audio import AudioError, audio_info, load_audio, read_frames
 from .config import DIMENSIONS, LABELS, SAMPLE_RATE
 
 __all__ = [
@@ -330,15 +330,13 @@ def _parse_row(
 
 
 def _duration_or_error(path: Path) -> float | str:
-    import soundfile as sf
-
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        return f"cannot decode {path} ({e}); convert it to WAV or FLAC"
-    if info.frames <= 0:
+        frames, rate = audio_info(path)
+    except AudioError as e:
+        return str(e)
+    if frames <= 0:
         return f"{path} holds no samples"
-    return info.frames / info.samplerate
+    return frames / rate
 
 
 # --- class balance ---------------------------------------------------------------------------------
@@ -384,18 +382,11 @@ def class_balance(items: Iterable[ManifestItem], *, labels: Sequence[str] = LABE
 
 def read_item_audio(item: ManifestItem) -> np.ndarray:
     """The item's stretch of audio, 16 kHz mono float32 (N,); reads only that stretch of the file."""
-    import soundfile as sf
-
     name = f"{item.audio} (manifest line {item.line})"
-    try:
-        with sf.SoundFile(str(item.audio)) as f:
-            sr = f.samplerate
-            start = int(round((item.start_s or 0.0) * sr))
-            stop = f.frames if item.end_s is None else min(f.frames, int(round(item.end_s * sr)))
-            f.seek(start)
-            data = f.read(max(0, stop - start), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as e:
-        raise AudioError("decode", f"{name}: cannot decode audio ({e}); convert it to WAV or FLAC") from e
+    _, sr = audio_info(item.audio, name=name)
+    start = int(round((item.start_s or 0.0) * sr))
+    stop = None if item.end_s is None else int(round(item.end_s * sr))
+    data, sr = read_frames(item.audio, start=start, stop=stop, name=name)
     return load_audio(data, sample_rate=sr, name=name)
 
 
@@ -440,15 +431,11 @@ class Augmentation:
         return waveform
 
     def _add_noise(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        import soundfile as sf
-
         path = self.noise_files[int(rng.integers(len(self.noise_files)))]
-        with sf.SoundFile(str(path)) as f:
-            sr = f.samplerate
-            need = int(math.ceil(waveform.shape[0] * sr / SAMPLE_RATE)) + 1
-            start = int(rng.integers(0, f.frames - need + 1)) if f.frames > need else 0
-            f.seek(start)
-            data = f.read(min(need, f.frames), dtype="float32", always_2d=True)
+        frames, sr = audio_info(path)
+        need = int(math.ceil(waveform.shape[0] * sr / SAMPLE_RATE)) + 1
+        start = int(rng.integers(0, frames - need + 1)) if frames > need else 0
+        data, sr = read_frames(path, start=start, stop=start + min(need, frames))
         noise = load_audio(data, sample_rate=sr, name=str(path))
         if noise.shape[0] < waveform.shape[0]:  # short noise files are looped
             noise = np.tile(noise, int(math.ceil(waveform.shape[0] / noise.shape[0])))

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, Sequence
 import numpy as np
 import torch
 
-from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_chunk
 from .config import SAMPLE_RATE
 from .results import EmotionReading, UtteranceReading
 from .vad import load_vad_model
@@ -146,14 +146,14 @@ class StreamingAnalyzer:
             AudioError: the chunk is not mono float32/float64/int16 samples, or holds NaN or infinity.
             RuntimeError: the analyzer is closed.
         """
-        self._enqueue(_Item("audio", _as_chunk(chunk), time.monotonic()), bounded=True)
+        self._enqueue(_Item("audio", check_chunk(chunk), time.monotonic()), bounded=True)
 
     def push(self, chunk: Any) -> list[UtteranceReading]:
         """Feeds a chunk, waits until everything fed so far is analysed, and returns the new readings.
 
         Unlike `feed`, `push` never drops audio: it waits instead.
         """
-        return self._wait(self._enqueue(_Item("audio", _as_chunk(chunk), time.monotonic()), bounded=False))
+        return self._wait(self._enqueue(_Item("audio", check_chunk(chunk), time.monotonic()), bounded=False))
 
     def poll(self) -> list[UtteranceReading]:
         """Readings finished since the last `poll`, `push` or `flush`, in order; does not wait."""
@@ -525,37 +525,3 @@ class _Segmenter:
 
 def _ms(ms: float) -> int:
     return int(ms * SAMPLE_RATE / 1000)
-
-
-def _as_chunk(chunk: Any) -> np.ndarray:
-    """Checks a chunk against the contract and returns a private (n,) float32 copy."""
-    if type(chunk).__module__.startswith("torch"):
-        chunk = chunk.detach().cpu().numpy()
-    if not isinstance(chunk, np.ndarray):
-        raise AudioError("type", f"audio chunk: expected a NumPy array of samples, got {type(chunk).__name__}")
-    if chunk.ndim == 2 and chunk.shape[1] == 1:
-        chunk = chunk[:, 0]
-    if chunk.ndim != 1:
-        raise AudioError(
-            "type",
-            f"audio chunk: expected mono samples of shape (n,) or (n, 1), got shape {chunk.shape}; "
-            "open the input with channels=1 or mix down first (chunk.mean(axis=1))",
-        )
-    if chunk.dtype == np.int16:
-        x = chunk.astype(np.float32) / 32768.0
-    elif chunk.dtype in (np.float32, np.float64):
-        x = chunk.astype(np.float32)  # a copy: audio callbacks reuse their buffers
-    else:
-        raise AudioError(
-            "type",
-            f"audio chunk: samples must be float32 in [-1, 1] (or float64, or int16 PCM), got dtype {chunk.dtype}; "
-            "open the input with dtype='float32'",
-        )
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise AudioError(
-            "non_finite",
-            f"audio chunk holds {bad} NaN or infinite samples of {x.shape[0]}; "
-            "fix the producer of the audio or replace them (np.nan_to_num) before feeding",
-        )
-    return x
