@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from emotion_tool import AudioError, CheckpointError, EmotionRecognizer
 from emotion_tool.cli import run_command
-from emotion_tool.plot import DIM_COLOURS, LABEL_COLOURS, save_figure
+from emotion_tool.plot import DIM_COLOURS, LABEL_COLOURS, plot_utterances
 from emotion_tool.results import UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
 
@@ -420,45 +420,18 @@ class Session:
 
 def plot_session(record: SessionRecord, path: str | os.PathLike) -> Path:
     """Saves a PNG of a session: probabilities stacked per utterance, valence/arousal/dominance lines."""
+    strategies = {t.index: f"plan: {t.strategy}" for t in record.replies if t.strategy}
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
+        return plot_utterances(
+            record.utterances,
+            path,
+            title=f"live session: {record.source} — {len(record.utterances)} utterances",
+            duration_s=record.duration_s,
+            notes=strategies,
+            random_weights=record.random_weights,
+        )
+    except RuntimeError as e:  # no matplotlib
         raise DemoError("--save draws a plot with matplotlib; pip install 'emotion-tool[demo]'") from e
-
-    fig, (ax_p, ax_d) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    us = record.utterances
-    labels = list(us[0].reading.probabilities) if us else list(LABEL_COLOURS)
-    starts = np.array([u.start_s for u in us])
-    widths = np.array([u.end_s - u.start_s for u in us])
-    bottom = np.zeros(len(us))
-    for label in labels:
-        p = np.array([u.reading.probabilities[label] for u in us])
-        ax_p.bar(starts, p, width=widths, bottom=bottom, align="edge", label=label, color=LABEL_COLOURS.get(label))
-        bottom += p
-    strategies = {t.index: t.strategy for t in record.replies if t.strategy}
-    for u in us:  # the agent's plan above each utterance
-        if u.index in strategies:
-            mid = (u.start_s + u.end_s) / 2
-            ax_p.text(mid, 1.02, f"plan: {strategies[u.index]}", ha="center", va="bottom", fontsize=7)
-    ax_p.set_ylim(0, 1.12)
-    ax_p.set_ylabel("probability")
-    ax_p.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    mids = starts + widths / 2
-    for d in _DIMS:
-        ax_d.plot(mids, [getattr(u.reading, d) for u in us], label=d, color=DIM_COLOURS[d], marker="o")
-    ax_d.set_ylim(0, 1)
-    ax_d.set_ylabel("0..1")
-    ax_d.set_xlabel("stream time (s)")
-    ax_d.set_xlim(0, max(record.duration_s, float(starts[-1] + widths[-1]) if us else 1.0))
-    ax_d.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    title = f"live session: {record.source} — {len(us)} utterances"
-    if record.random_weights:
-        title += " — RANDOM WEIGHTS, readings mean nothing"
-    ax_p.set_title(title)
-    return save_figure(fig, path)
 
 
 def save_session(record: SessionRecord, directory: str | os.PathLike) -> tuple[Path, Path]:

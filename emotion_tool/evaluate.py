@@ -35,6 +35,7 @@ from .data import Manifest, ManifestOptions, class_balance, read_item_audio, rea
 from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
 from .options import AnalysisOptions, EvaluationOptions, Protocol
 from .recognizer import EmotionRecognizer
+from .plot import plot_confusion
 from .results import OperatingPoint
 
 __all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
@@ -320,36 +321,6 @@ def format_report(report: EvaluationReport) -> str:
     if report.warnings:
         lines += ["", *(f"warning: {w}" for w in report.warnings)]
     return "\n".join(lines)
-
-
-def plot_confusion(scores: ClassificationScores, path: str | os.PathLike, *, title: str = "") -> Path:
-    """Saves a PNG of a confusion matrix: colour = share of each reference class, text = counts."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise RuntimeError("plotting requires matplotlib; pip install 'emotion-tool[plot]'") from e
-
-    from .plot import save_figure
-
-    counts = np.array(scores.confusion, dtype=np.float64)
-    support = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, support, out=np.zeros_like(counts), where=support > 0)
-    k = len(scores.labels)
-    fig, ax = plt.subplots(figsize=(3.0 + 0.8 * k, 1.5 + 0.7 * k))
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=9)
-    ax.set_xticks(range(k), scores.labels, rotation=45, ha="right")
-    ax.set_yticks(range(k), [f"{lab} ({int(s)})" for lab, s in zip(scores.labels, support[:, 0])])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference (segments)")
-    ax.set_title(title or f"UAR {_pct(scores.uar)}", fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of reference class")
-    return save_figure(fig, path)
 
 
 def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot: bool = True) -> list[Path]:
