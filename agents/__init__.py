@@ -6,8 +6,9 @@ the nodes and the graph load the recognizer's stack when first touched.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from emotion_tool._lazy import lazy_names
 
 __all__ = [
     "build_empathic_agent",
@@ -21,18 +22,6 @@ __all__ = [
     "make_emotion_tool",
 ]
 
-_LAZY = {
-    "build_empathic_agent": ".graph",
-    "EmpathicState": ".state",
-    "EmotionTurn": ".state",
-    "DialoguePlan": ".state",
-    "PlanningConfig": ".planning",
-    "EmotionPerceptionNode": ".nodes",
-    "PlannerNode": ".nodes",
-    "ResponderNode": ".nodes",
-    "make_emotion_tool": ".tools",
-}
-
 if TYPE_CHECKING:
     from .graph import build_empathic_agent
     from .nodes import EmotionPerceptionNode, PlannerNode, ResponderNode
@@ -40,11 +29,13 @@ if TYPE_CHECKING:
     from .state import DialoguePlan, EmotionTurn, EmpathicState
     from .tools import make_emotion_tool
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agents' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        ".graph": ("build_empathic_agent",),
+        ".state": ("EmpathicState", "EmotionTurn", "DialoguePlan"),
+        ".planning": ("PlanningConfig",),
+        ".nodes": ("EmotionPerceptionNode", "PlannerNode", "ResponderNode"),
+        ".tools": ("make_emotion_tool",),
+    },
+)

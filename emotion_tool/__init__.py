@@ -6,8 +6,9 @@ audio reader import no torch; `EmotionRecognizer` and `StreamingAnalyzer` load i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_names
 
 __all__ = [
     "EmotionRecognizer",
@@ -22,26 +23,6 @@ __all__ = [
     "CheckpointError",
 ]
 
-# name -> the module that defines it. Names past __all__ stay importable for existing callers.
-_LAZY = {
-    "EmotionRecognizer": ".recognizer",
-    "AnalysisOptions": ".options",
-    "EmotionAnalysis": ".results",
-    "EmotionReading": ".results",
-    "UtteranceReading": ".results",
-    "TraceSegment": ".results",
-    "ModelInfo": ".results",
-    "StreamingAnalyzer": ".streaming",
-    "StreamOptions": ".streaming",
-    "load_audio": ".audio",
-    "AudioError": ".audio",
-    "CheckpointError": ".errors",
-    "LABELS": ".config",
-    "DIMENSIONS": ".config",
-    "SAMPLE_RATE": ".config",
-    "DEFAULT_MODEL_ID": ".config",
-}
-
 if TYPE_CHECKING:
     from .audio import AudioError, load_audio
     from .config import DEFAULT_MODEL_ID, DIMENSIONS, LABELS, SAMPLE_RATE
@@ -51,15 +32,15 @@ if TYPE_CHECKING:
     from .results import EmotionAnalysis, EmotionReading, ModelInfo, TraceSegment, UtteranceReading
     from .streaming import StreamingAnalyzer, StreamOptions
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'emotion_tool' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        ".recognizer": ("EmotionRecognizer",),
+        ".options": ("AnalysisOptions",),
+        ".results": ("EmotionAnalysis", "EmotionReading", "UtteranceReading", "TraceSegment", "ModelInfo"),
+        ".streaming": ("StreamingAnalyzer", "StreamOptions"),
+        ".audio": ("load_audio", "AudioError"),
+        ".errors": ("CheckpointError",),
+        ".config": ("LABELS", "DIMENSIONS", "SAMPLE_RATE", "DEFAULT_MODEL_ID"),  # past __all__, for existing callers
+    },
+)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .config import DIMENSIONS, SAMPLE_RATE, default_model
 from .data import Manifest, ManifestOptions, class_balance, read_item_audio, read_manifest
-from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
+from .metrics import ClassificationScores, EmotionScores, emotion_scores
 from .options import AnalysisOptions, EvaluationOptions, Protocol
 from .recognizer import EmotionRecognizer
 from .plot import plot_confusion
@@ -40,15 +40,8 @@ from .results import OperatingPoint
 
 __all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
 
-class GroupScores(BaseModel):
-    """Scores of one group of segments (a language, or all)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    segments: int = Field(description="Segments scored")
-    seven_class: ClassificationScores = Field(description="All of the model's labels")
-    four_class: ClassificationScores = Field(description="The primary classes neutral, angry, sad, happy")
-    dimensions: DimensionScores | None = Field(default=None, description="CCC, when the manifest has dimensions")
+GroupScores = EmotionScores
+"""The scores of one group of segments (a language, or all): the one score type, under its former name."""
 
 
 class ProtocolReport(BaseModel):
@@ -59,8 +52,8 @@ class ProtocolReport(BaseModel):
     protocol: Protocol
     description: str = Field(description="What a segment is in this protocol")
     max_segment_s: float = Field(description="Longest segment read, seconds")
-    overall: GroupScores = Field(description="All segments")
-    languages: dict[str, GroupScores] = Field(description="Per language (\"unspecified\" for items without one)")
+    overall: EmotionScores = Field(description="All segments")
+    languages: dict[str, EmotionScores] = Field(description="Per language (\"unspecified\" for items without one)")
     mean_uar_over_languages: float | None = Field(default=None, description="Mean of the 7-class UAR over languages")
     mean_uar4_over_languages: float | None = Field(default=None, description="Mean of the 4-class UAR over languages")
 
@@ -233,17 +226,12 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _group_scores(c: _Collected, rows: Sequence[int], labels: list[str]) -> GroupScores:
+def _group_scores(c: _Collected, rows: Sequence[int], labels: list[str]) -> EmotionScores:
     y = [c.refs[i] for i in rows]
     probs = np.array([c.probs[i] for i in rows]).reshape(len(rows), len(labels))
     ref_dims = np.array([c.ref_dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
     dims = np.array([c.dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
-    return GroupScores(
-        segments=len(rows),
-        seven_class=classification_scores(y, probs, labels=labels),
-        four_class=classification_scores(y, probs, labels=labels, classes=[c for c in PRIMARY_LABELS if c in labels]),
-        dimensions=dimension_scores(dims, ref_dims, names=DIMENSIONS) if (~np.isnan(ref_dims)).any() else None,
-    )
+    return emotion_scores(y, probs, dims, ref_dims, labels=labels)
 
 
 def _protocol_report(protocol: str, c: _Collected, labels: list[str], max_segment_s: float) -> ProtocolReport:

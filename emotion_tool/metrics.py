@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .config import DIMENSIONS
+
 PRIMARY_LABELS: tuple[str, ...] = ("neutral", "angry", "sad", "happy")  # the paper's 4-class subset
 
 __all__ = [
@@ -100,6 +102,43 @@ class DimensionScores(BaseModel):
 
     ccc: dict[str, float | None] = Field(description="CCC per dimension, −1..1; null where undefined")
     n: dict[str, int] = Field(description="Segments with a reference value, per dimension")
+
+
+class EmotionScores(BaseModel):
+    """The scores of one set of segments: all labels, the primary four, and the dimensions.
+
+    One type for every place that scores: each group of an evaluation report, and the dev set of a
+    training run (which adds its loss).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    segments: int = Field(description="Segments scored")
+    seven_class: ClassificationScores = Field(description="All of the model's labels")
+    four_class: ClassificationScores = Field(description="The primary classes neutral, angry, sad, happy")
+    dimensions: DimensionScores | None = Field(default=None, description="CCC, when the reference has dimensions")
+    categorical_loss: float | None = Field(
+        default=None, description="Training's dev set: the loss's first term (weighted, smoothed cross-entropy) without augmentation"
+    )
+
+
+def emotion_scores(
+    y_true: Sequence[int],
+    probabilities: np.ndarray,
+    dims: np.ndarray,
+    reference_dims: np.ndarray,
+    *,
+    labels: Sequence[str],
+    categorical_loss: float | None = None,
+) -> EmotionScores:
+    """Scores probabilities (n, len(labels)) and dims (n, 3) against reference indices and dims (NaN: not annotated)."""
+    return EmotionScores(
+        segments=len(y_true),
+        seven_class=classification_scores(y_true, probabilities, labels=labels),
+        four_class=classification_scores(y_true, probabilities, labels=labels, classes=[c for c in PRIMARY_LABELS if c in labels]),
+        dimensions=dimension_scores(dims, reference_dims, names=DIMENSIONS) if (~np.isnan(reference_dims)).any() else None,
+        categorical_loss=categorical_loss,
+    )
 
 
 def classification_scores(

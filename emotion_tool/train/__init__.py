@@ -7,24 +7,11 @@ reports), `lora` (the network to train, its adapters and the merged export), `lo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 __all__ = ["TrainConfig", "LoraOptions", "load_config", "train", "TrainingRun", "TrainingSummary", "EpochLog"]
-
-_LAZY = {
-    "TrainConfig": ".config",
-    "LoraOptions": ".config",
-    "load_config": ".config",
-    "train": ".trainer",
-    "TrainingRun": ".records",
-    "TrainingSummary": ".records",
-    "EpochLog": ".records",
-    "DevScores": ".records",
-    "ccc_loss": ".losses",
-    "add_subcommand": ".cli",
-    "run": ".cli",
-}
 
 if TYPE_CHECKING:
     from .cli import add_subcommand, run
@@ -33,11 +20,13 @@ if TYPE_CHECKING:
     from .records import DevScores, EpochLog, TrainingRun, TrainingSummary
     from .trainer import train
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'emotion_tool.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        ".config": ("TrainConfig", "LoraOptions", "load_config"),
+        ".trainer": ("train",),
+        ".records": ("TrainingRun", "TrainingSummary", "EpochLog", "DevScores"),
+        ".losses": ("ccc_loss",),
+        ".cli": ("add_subcommand", "run"),
+    },
+)

@@ -9,21 +9,14 @@ from typing import TYPE_CHECKING, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..data import ClassBalance
-from ..metrics import ClassificationScores, DimensionScores
+from ..metrics import EmotionScores
 
 if TYPE_CHECKING:
     from ..model import MERaLiONSER
 
 
-class DevScores(BaseModel):
-    """Scores on the development set."""
-
-    model_config = ConfigDict(frozen=True)
-
-    categorical_loss: float = Field(description="The loss's first term (weighted, smoothed cross-entropy) without augmentation")
-    seven_class: ClassificationScores = Field(description="All labels")
-    four_class: ClassificationScores = Field(description="neutral, angry, sad, happy")
-    dimensions: DimensionScores | None = Field(default=None, description="CCC, when the dev manifest has dimensions")
+DevScores = EmotionScores
+"""Scores on the development set (with `categorical_loss`): the one score type, under its former name."""
 
 
 class EpochLog(BaseModel):
@@ -63,7 +56,7 @@ class TrainingSummary(BaseModel):
     best_epochs: list[int] = Field(description="The kept epochs, best first")
     exported: Literal["average", "best"] = Field(description="average of the kept epochs, or the best epoch alone")
     exported_epochs: list[int] = Field(description="The epochs whose weights the export holds")
-    dev: DevScores = Field(description="The exported model on the dev set")
+    dev: EmotionScores = Field(description="The exported model on the dev set")
     dev_predictions: list[str] = Field(description="The exported model's label per dev item, in manifest order")
     history: list[EpochLog]
 

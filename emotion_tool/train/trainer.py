@@ -33,15 +33,15 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint, read_checkpoint, save_checkpoint
-from ..config import DIMENSIONS, LABELS, SERConfig, default_model
+from ..config import LABELS, SERConfig, default_model
 from ..data import Augmentation, ClipBatch, ManifestDataset, class_balance, collate_clips, list_noise_files, read_manifest
 from ..features import log_mel_spectrogram
-from ..metrics import PRIMARY_LABELS, classification_scores, dimension_scores
+from ..metrics import EmotionScores, emotion_scores
 from ..recognizer import pick_device
 from .config import TrainConfig
 from .lora import _add_lora, _base_state, _checkpoint_model, _is_lora, _merged_changes, _plain_model, _whisper_model
 from .losses import _class_weights, ccc_loss
-from .records import DevScores, EpochCallback, EpochLog, TrainingRun, TrainingSummary
+from .records import EpochCallback, EpochLog, TrainingRun, TrainingSummary
 
 _STATE_FILE = "state.pt"
 _LOG_FILE = "log.jsonl"
@@ -406,13 +406,7 @@ class _Trainer:
             ref_dims.append(batch.dims.cpu().numpy())
         model.train(was_training)
         p, d, y, yd = (np.concatenate(a) for a in (probs, dims, refs, ref_dims))
-        has_dims = bool((~np.isnan(yd)).any())
-        scores = DevScores(
-            categorical_loss=loss_sum / weight_sum,
-            seven_class=classification_scores(y, p, labels=self.labels),
-            four_class=classification_scores(y, p, labels=self.labels, classes=[c for c in PRIMARY_LABELS if c in self.labels]),
-            dimensions=dimension_scores(d, yd, names=DIMENSIONS) if has_dims else None,
-        )
+        scores = emotion_scores(y, p, d, yd, labels=self.labels, categorical_loss=loss_sum / weight_sum)
         return _Evaluation(scores=scores, predictions=[self.labels[i] for i in p.argmax(axis=1)])
 
     # --- the end -------------------------------------------------------------------------------------
@@ -470,7 +464,7 @@ class _Trainer:
 
 @dataclass
 class _Evaluation:
-    scores: DevScores
+    scores: EmotionScores
     predictions: list[str]
 
 
