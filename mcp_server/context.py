@@ -6,6 +6,7 @@ as `state_of(ctx)`. Domain errors (bad requests, bad audio, a busy queue) become
 """
 
 import contextlib
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -81,9 +82,10 @@ class ModelLifespan:
     context, read.
     """
 
-    def __init__(self, options: ServerOptions, paths: PathPolicy):
+    def __init__(self, options: ServerOptions, paths: PathPolicy, *, clock: Callable[[], float] = time.monotonic):
         self.options = options
         self.paths = paths
+        self.clock = clock  # what session expiry measures idleness by
         self.state: AppContext | None = None
         self._users = 0
         self._lock = anyio.Lock()
@@ -115,7 +117,7 @@ class ModelLifespan:
             recognizer=recognizer,
             options=o,
             paths=self.paths,
-            sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s),
+            sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s, clock=self.clock),
             queue=InferenceQueue(o.max_pending),
             stream_options=StreamOptions(min_confidence=recognizer.options.min_confidence),
         )

@@ -6,6 +6,9 @@ The tools are plain functions over the lifespan's `AppContext`, grouped by what 
 `tools_recordings.py`, `tools_sessions.py`, and `resources.py` (resources and the prompt).
 """
 
+import time
+from typing import Callable
+
 from mcp.server.mcpserver import MCPServer
 
 from . import resources, tools_recordings, tools_sessions
@@ -25,9 +28,16 @@ _INSTRUCTIONS = (
 )
 
 
-def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppContext]:
-    """Builds the server. Nothing is loaded until a transport starts it (its lifespan)."""
-    lifespan = ModelLifespan(options, PathPolicy(options.allow_dirs))
+def create_server(
+    options: ServerOptions = ServerOptions(), *, clock: Callable[[], float] = time.monotonic
+) -> MCPServer[AppContext]:
+    """Builds the server. Nothing is loaded until a transport starts it (its lifespan).
+
+    Args:
+        options: what the server loads and the limits it enforces.
+        clock: monotonic seconds that session expiry measures idleness by (tests pass a manual one).
+    """
+    lifespan = ModelLifespan(options, PathPolicy(options.allow_dirs), clock=clock)
     server: MCPServer[AppContext] = MCPServer(
         SERVER_NAME,
         title="Speech emotion perception",

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import speak
+from helpers import speak
+
+pytestmark = pytest.mark.subprocess  # every test here starts the commands in child processes
 
 REPO = Path(__file__).resolve().parents[1]
 

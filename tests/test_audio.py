@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speak
+from helpers import speak
 from emotion_tool import AudioError, load_audio
 
 

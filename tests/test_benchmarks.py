@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -33,6 +34,7 @@ def test_hub_style_baseline_matches_the_engine(tmp_path, recognizer, speech_wav)
     np.testing.assert_allclose([r.valence, r.arousal, r.dominance], d, atol=2e-4)
 
 
+@pytest.mark.subprocess
 def test_speed_script_runs_on_a_tiny_network(tmp_path):
     out = tmp_path / "speed.json"
     proc = subprocess.run(

@@ -58,6 +58,7 @@ def test_hub_cache_offline(tiny_checkpoint, tmp_path, monkeypatch):
     assert resolve_checkpoint(REPO, cache_dir=cache) == cache / "models--MERaLiON--MERaLiON-SER-v1" / "snapshots" / COMMIT
 
 
+@pytest.mark.subprocess
 def test_hub_cache_and_model_from_environment(tiny_checkpoint, tmp_path):
     """A fresh process: huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE when imported."""
     cache = _hub_cache(tmp_path / "hub", tiny_checkpoint)

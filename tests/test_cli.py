@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+pytestmark = pytest.mark.subprocess  # every test here starts the commands in child processes
+
 
 def run(*args, env=None):
     return subprocess.run(

@@ -14,7 +14,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import speak
+from helpers import speak
 from emotion_tool import EmotionRecognizer
 from emotion_tool.config import LABELS, FeatureConfig
 from emotion_tool.data import ManifestOptions, read_item_audio, read_manifest

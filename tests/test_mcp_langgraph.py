@@ -125,6 +125,7 @@ def mcp1_overlay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return directory
 
 
+@pytest.mark.subprocess
 def test_langgraph_agent_calls_analyze_emotion(mcp1_overlay: Path, tiny_checkpoint: Path, speech_wav: Path, recognizer, tmp_path: Path):
     script = Path(sys.executable).with_name("emotion-mcp")
     command, prefix = (str(script), []) if script.exists() else (sys.executable, ["-m", "mcp_server"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 
 import anyio
 import numpy as np
 import pytest
 
+from helpers import ManualClock
 from mcp_server.inference import InferenceQueue, ServerBusy
 from mcp_server.payloads import check_container, decode_base64, decode_pcm, sniff_container
 from mcp_server.security import BearerTokenMiddleware, PathPolicy, RequestError, check_http_binding, is_loopback, read_file_bytes
@@ -288,10 +288,13 @@ def test_summary_weights_utterances_by_duration():
 
 
 def test_expiry_is_by_inactivity():
-    store = SessionStore(max_sessions=1, idle_timeout_s=0.05)
+    clock = ManualClock()
+    store = SessionStore(max_sessions=1, idle_timeout_s=60.0, clock=clock)
     s = _session(store)
     store.add(s)
-    time.sleep(0.1)
+    clock.advance(59.0)
+    assert store.get(s.id, "a") is s and store.expire() == []  # a call resets the idle time
+    clock.advance(60.5)
     with pytest.raises(RequestError, match="expired"):
         store.get(s.id, "a")
     assert store.expire() == [s]

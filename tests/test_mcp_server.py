@@ -15,6 +15,7 @@ import soxr
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from helpers import ManualClock
 from emotion_tool import LABELS, EmotionAnalysis, EmotionReading, ModelInfo
 from emotion_tool.results import UtteranceReading
 from mcp_server import ServerOptions, create_server
@@ -331,13 +332,14 @@ async def test_session_errors(client: Client):
 
 @pytest.mark.anyio
 async def test_sessions_are_bounded_and_expire(options: ServerOptions):
-    async with Client(create_server(replace(options, max_sessions=2, session_idle_s=0.5))) as c:
+    clock = ManualClock()
+    async with Client(create_server(replace(options, max_sessions=2, session_idle_s=60.0), clock=clock)) as c:
         first, second = [(await c.call_tool("start_emotion_session", {})).structured_content["session_id"] for _ in range(2)]
         assert "2 streaming sessions are open" in error_text(await c.call_tool("start_emotion_session", {}))
         await c.call_tool("end_emotion_session", {"session_id": first})  # an ended session makes room
         third = (await c.call_tool("start_emotion_session", {})).structured_content["session_id"]
         assert len({first, second, third}) == 3
-        await anyio.sleep(1.0)
+        clock.advance(61.0)
         assert "expired" in error_text(await c.call_tool("get_emotion_trace", {"session_id": second}))
         fresh = await c.call_tool("start_emotion_session", {})
         assert not fresh.is_error

@@ -21,6 +21,8 @@ from mcp.shared.exceptions import MCPError
 
 from emotion_tool import EmotionAnalysis
 
+pytestmark = pytest.mark.subprocess  # every test here starts the commands in child processes
+
 TOKEN = "test-token-" + "k" * 24
 START_TIMEOUT_S = 120  # importing torch and loading the model on a busy machine
 STOP_TIMEOUT_S = 15

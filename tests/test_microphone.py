@@ -76,6 +76,7 @@ def run_demo(*args: str, env: dict[str, str] | None = None, timeout: float = 120
     )  # fmt: skip
 
 
+@pytest.mark.subprocess
 def test_demo_end_to_end_from_a_replayed_file(tiny_checkpoint, sentences_wav, recognizer, tmp_path):
     path, bounds = sentences_wav
     t0 = time.monotonic()
@@ -182,6 +183,7 @@ def test_agent_replies_come_in_order_and_a_failing_chat_model_does_not_end_the_s
     assert turn.strategy is None and turn.reply.startswith("(agent error: ")
 
 
+@pytest.mark.subprocess
 def test_missing_portaudio_is_one_clear_line(tiny_checkpoint, tmp_path):
     # sounddevice raises OSError at import when the PortAudio library is missing; so does this stand-in.
     (tmp_path / "sounddevice.py").write_text('raise OSError("PortAudio library not found")\n')
@@ -193,6 +195,7 @@ def test_missing_portaudio_is_one_clear_line(tiny_checkpoint, tmp_path):
     assert "apt install libportaudio2" in done.stderr and "--input-file" in done.stderr
 
 
+@pytest.mark.subprocess
 def test_missing_input_device_is_one_clear_line(tiny_checkpoint):
     try:
         import sounddevice  # noqa: F401  (raises OSError without PortAudio)
@@ -266,6 +269,7 @@ def read_until(proc: subprocess.Popen, prefix: str, timeout: float) -> list[str]
     pytest.fail(f"the demo never printed {prefix!r}; stdout {lines}, stderr {err.decode()[-2000:]}")
 
 
+@pytest.mark.subprocess
 def test_demo_captures_the_default_input_through_portaudio(pulse_env, tiny_checkpoint, sentences_wav, tmp_path):
     path, bounds = sentences_wav
     demo = subprocess.Popen(
@@ -291,6 +295,7 @@ def test_demo_captures_the_default_input_through_portaudio(pulse_env, tiny_check
     assert record.duration_s >= sf.info(path).duration
 
 
+@pytest.mark.subprocess
 def test_analyze_file_demo_prints_the_trace_and_draws_it(tiny_checkpoint, speech_wav, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "demos.analyze_file", str(speech_wav), "--model", str(tiny_checkpoint),
@@ -305,6 +310,7 @@ def test_analyze_file_demo_prints_the_trace_and_draws_it(tiny_checkpoint, speech
     assert (tmp_path / "trace.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.subprocess
 def test_analyze_file_demo_reports_a_bad_file_in_one_line(tiny_checkpoint, tmp_path):
     (tmp_path / "notes.wav").write_text("not audio")
     done = subprocess.run(

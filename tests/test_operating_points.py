@@ -123,6 +123,7 @@ def test_measure_agreement(recognizer, int8, speech_wav):
         measure_agreement(recognizer, [str(speech_wav)], points=["turbo"])
 
 
+@pytest.mark.subprocess
 def test_agree_command(tiny_checkpoint, speech_wav):
     out = subprocess.run(
         [sys.executable, "-m", "emotion_tool.cli", "agree", str(speech_wav), "--model", str(tiny_checkpoint),
@@ -135,6 +136,7 @@ def test_agree_command(tiny_checkpoint, speech_wav):
     assert "random weights" in out.stderr
 
 
+@pytest.mark.subprocess
 def test_analyze_command_names_the_fast_point(tiny_checkpoint, speech_wav):
     out = subprocess.run(
         [sys.executable, "-m", "emotion_tool.cli", "analyze", str(speech_wav), "--model", str(tiny_checkpoint),

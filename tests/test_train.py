@@ -30,7 +30,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from conftest import speak
+from helpers import speak
 from emotion_tool import EmotionRecognizer
 from emotion_tool.checkpoint import save_checkpoint
 from emotion_tool.config import FeatureConfig

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from emotion_tool.vad import SpeechDetector, speech_seconds
@@ -29,6 +30,7 @@ def test_speech_seconds():
     assert speech_seconds([(0, 16000), (32000, 48000)], 8000, 40000) == 1.0
 
 
+@pytest.mark.subprocess
 def test_import_restores_thread_count():
     code = (
         "import torch; torch.set_num_threads(2)\n"
