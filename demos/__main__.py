@@ -1,4 +1,4 @@
-"""Lists the demos and the command that runs each."""
+"""Lists the demos and the commands that run each."""
 
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ from pathlib import Path
 
 import demos
 
+# The console command an install adds for each demo (pyproject.toml's [project.scripts]).
+COMMANDS = {
+    "analyze_file": "emotion-demo-file",
+    "conversation": "emotion-demo-chat",
+    "mcp_client": "emotion-demo-mcp",
+    "microphone": "emotion-demo-mic",
+}
+
 
 def main() -> None:
     print("Demos (each takes --help):")
-    for module in sorted(m.name for m in pkgutil.iter_modules(demos.__path__) if not m.name.startswith("_")):
+    for m in sorted(pkgutil.iter_modules(demos.__path__), key=lambda m: m.name):
+        if m.name.startswith("_"):
+            continue
         # The docstring is read from the source, not imported: importing would load torch and more.
-        tree = ast.parse((Path(demos.__path__[0]) / f"{module}.py").read_text(encoding="utf-8"))
-        summary = (ast.get_docstring(tree) or "").split("\n")[0]
-        print(f"  python -m demos.{module:<14} {summary}")
+        source = Path(demos.__path__[0]) / (f"{m.name}/__init__.py" if m.ispkg else f"{m.name}.py")
+        summary = (ast.get_docstring(ast.parse(source.read_text(encoding="utf-8"))) or "").split("\n")[0]
+        command = COMMANDS.get(m.name, "")
+        print(f"  {command:<18} python -m demos.{m.name:<14} {summary}")
 
 
 if __name__ == "__main__":

@@ -107,3 +107,15 @@ def test_console_script_is_installed():
     exe = shutil.which("emotion-tool", path=os.path.dirname(sys.executable))
     assert exe, "emotion-tool is not on the environment's PATH; install the project (pip install -e .)"
     assert subprocess.run([exe, "--help"], capture_output=True, text=True).returncode == 0
+
+
+def test_every_console_command_names_a_callable():
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"emotion-tool", "emotion-mcp", "emotion-demo-mic", "emotion-demo-file"} <= set(scripts)
+    for command, target in scripts.items():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), command

@@ -1,0 +1,7 @@
+"""`python -m demos.microphone`."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
