@@ -84,7 +84,7 @@ def ensure_audio(cache: Path) -> tuple[Path, str]:
 
     if shutil.which("espeak-ng") and shutil.which("sox"):
         sys.path.insert(0, str(HERE.parent / "tests"))
-        from conftest import speak_with_pauses
+        from helpers import speak_with_pauses
 
         texts = [
             "I called three times this week and nobody answered",
@@ -95,9 +95,9 @@ def ensure_audio(cache: Path) -> tuple[Path, str]:
             "Let us try again tomorrow morning if that works for you",
         ]
         wav_path, _ = speak_with_pauses(tuple(texts), cache / "speech.wav", pause_s=0.6)
-        import soundfile as sf
+        from emotion_tool.audio import load_audio
 
-        speech, _ = sf.read(wav_path, dtype="float32")
+        speech = load_audio(wav_path)  # 16 kHz mono float32, as the file already is
         kind = "espeak-ng speech with pauses"
     else:
         from emotion_tool.testing import synthetic_voices

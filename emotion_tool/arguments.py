@@ -7,12 +7,15 @@ Imports nothing heavy, so `--help` stays fast.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import dataclasses
+from typing import Any, TypeVar
 
 from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
 from .options import AnalysisOptions, LoadOptions
 
-__all__ = ["add_model_args", "add_trace_args", "add_context_arg", "load_options"]
+_Options = TypeVar("_Options")
+
+__all__ = ["add_model_args", "add_trace_args", "add_context_arg", "load_options", "options_from_args"]
 
 
 def add_model_args(
@@ -80,3 +83,13 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         offline=getattr(args, "offline", LoadOptions.offline),
         quantize=getattr(args, "quantize", LoadOptions.quantize),
     )
+
+
+def options_from_args(cls: type[_Options], args: argparse.Namespace, **overrides: Any) -> _Options:
+    """An options dataclass from parsed arguments: each field the arguments hold (by `dest`), then `overrides`.
+
+    Fields the command line does not set keep the dataclass's defaults, so the defaults stay in one place.
+    """
+    given = vars(args)
+    values = {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}  # type: ignore[arg-type]
+    return cls(**{**values, **overrides})

@@ -169,19 +169,23 @@ def _to_model_input(wav: np.ndarray, sr: int, name: str, max_duration_s: float |
         raise AudioError("empty", f"{name} holds no samples; record or export the audio again")
     if max_duration_s is not None and wav.shape[0] / sr > max_duration_s:
         raise _too_long(name, wav.shape[0] / sr, max_duration_s)
-    if not np.isfinite(wav).all():
-        bad = int((~np.isfinite(wav)).sum())
-        raise AudioError(
-            "non_finite",
-            f"{name} holds {bad} NaN or infinite samples; fix the producer of the audio or replace them "
-            "(e.g. np.nan_to_num) before analysis",
-        )
+    _refuse_non_finite(wav, name, "analysis")
     mono = wav.mean(axis=1, dtype=np.float32) if wav.shape[1] > 1 else wav[:, 0]
     if sr != SAMPLE_RATE:
         import soxr
 
         mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _refuse_non_finite(samples: np.ndarray, name: str, before: str) -> None:
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).sum())
+        raise AudioError(
+            "non_finite",
+            f"{name} holds {bad} NaN or infinite samples of {samples.shape[0]}; fix the producer of the audio "
+            f"or replace them (e.g. np.nan_to_num) before {before}",
+        )
 
 
 def _too_long(name: str, duration_s: float, max_duration_s: float) -> AudioError:
@@ -299,13 +303,7 @@ def check_chunk(chunk: Any) -> np.ndarray:
             f"audio chunk: samples must be float32 in [-1, 1] (or float64, or int16 PCM), got dtype {chunk.dtype}; "
             "open the input with dtype='float32'",
         )
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise AudioError(
-            "non_finite",
-            f"audio chunk holds {bad} NaN or infinite samples of {x.shape[0]}; "
-            "fix the producer of the audio or replace them (np.nan_to_num) before feeding",
-        )
+    _refuse_non_finite(x, "audio chunk", "feeding")
     return x
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .arguments import add_context_arg, add_model_args, add_trace_args, load_options
+from .arguments import add_context_arg, add_model_args, add_trace_args, load_options, options_from_args
 from .options import FAST_POINTS, AnalysisOptions, EvaluationOptions
 
 PROG = "emotion-tool"
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
     p.add_argument("--min-confidence", type=float, default=d.min_confidence, help="flag readings below this as uncertain (default %(default)g)")
-    p.add_argument("--max-duration", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
+    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     add_context_arg(fast, d)
@@ -130,16 +130,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     from .audio import AudioError
 
-    options = AnalysisOptions(
-        trace=args.trace,
-        window_s=args.window_s,
-        hop_s=args.hop_s,
-        min_confidence=args.min_confidence,
-        max_duration_s=args.max_duration,
-        batch_size=args.batch_size,
-        context=args.context,
-        trace_mode=args.trace_mode,
-    )
+    options = options_from_args(AnalysisOptions, args)
     rec = _load(args, options)
     if rec.operating_point(trace=args.trace) != "published":
         point = rec.operating_point(trace=args.trace)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from emotion_tool.arguments import add_model_args
+from emotion_tool.arguments import add_model_args, options_from_args
 from emotion_tool.errors import CheckpointError
 
 from .options import ServerOptions
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a directory whose audio files analyze_emotion may read (repeatable); without it, no file is read",
     )
     p.add_argument(
-        "--max-duration", type=float, default=d.max_duration_s, metavar="S", help="longest recording, seconds (default: %(default)g)"
+        "--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, metavar="S", help="longest recording, seconds (default: %(default)g)"
     )
     p.add_argument(
         "--max-request-mb",
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--session-idle",
+        dest="session_idle_s",
         type=float,
         default=d.session_idle_s,
         metavar="S",
@@ -87,18 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     token = os.environ.get(TOKEN_ENV_VAR) or None
     try:
-        options = ServerOptions(
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            allow_dirs=tuple(Path(d) for d in args.allow_dirs),
-            max_duration_s=args.max_duration,
-            max_request_mb=args.max_request_mb,
-            max_sessions=args.max_sessions,
-            session_idle_s=args.session_idle,
-            max_pending=args.max_pending,
-            log_level=args.log_level,
-        )
+        options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs))
         if args.transport == "streamable-http":
             check_http_binding(args.host, token)
         server = create_server(options)

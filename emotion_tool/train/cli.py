@@ -54,3 +54,5 @@ def run(args: argparse.Namespace) -> int:
         print("note: training started from random weights; the exported model is marked as a test model")
     return 0
 
+__all__ = ["add_subcommand", "run"]
+

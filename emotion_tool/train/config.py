@@ -15,6 +15,8 @@ from ..config import LABELS
 if TYPE_CHECKING:
     from ..data import ManifestOptions
 
+__all__ = ["TrainConfig", "LoraOptions", "load_config"]
+
 _LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")  # the encoder's attention projections
 
 

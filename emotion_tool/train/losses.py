@@ -7,6 +7,8 @@ import torch
 
 from ..data import Manifest
 
+__all__ = ["ccc_loss"]
+
 
 def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Mean over dimensions of 1 − CCC, over the rows where the target is not NaN.

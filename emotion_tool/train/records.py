@@ -14,6 +14,8 @@ from ..metrics import EmotionScores
 if TYPE_CHECKING:
     from ..model import MERaLiONSER
 
+__all__ = ["EpochLog", "TrainingSummary", "TrainingRun", "EpochCallback", "DevScores"]
+
 
 DevScores = EmotionScores
 """Scores on the development set (with `categorical_loss`): the one score type, under its former name."""

@@ -43,6 +43,8 @@ from .lora import _add_lora, _base_state, _checkpoint_model, _is_lora, _merged_c
 from .losses import _class_weights, ccc_loss
 from .records import EpochCallback, EpochLog, TrainingRun, TrainingSummary
 
+__all__ = ["train"]
+
 _STATE_FILE = "state.pt"
 _LOG_FILE = "log.jsonl"
 _CONFIG_FILE = "config.json"
