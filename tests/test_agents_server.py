@@ -81,6 +81,7 @@ def server(tmp_path: Path, tiny_checkpoint: Path):
             proc.wait()
 
 
+@pytest.mark.subprocess
 def test_langgraph_dev_serves_two_turns_with_schemas(server, speech_wav: Path):
     url, log = server
     client = langgraph_sdk.get_sync_client(url=url)

@@ -47,6 +47,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 @pytest.mark.filterwarnings("ignore::langchain_core._api.LangChainBetaWarning")
 async def test_langchain_mcp_adapter_runs_analysis_and_a_streaming_session(
