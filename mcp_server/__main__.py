@@ -2,6 +2,8 @@
 
     emotion-mcp --allow-dir ~/recordings                        # stdio, for Claude Desktop / Claude Code
     EMOTION_MCP_TOKEN=... emotion-mcp --transport streamable-http --port 8765
+    emotion-mcp --transport streamable-http --host 0.0.0.0 --port 8765 \
+        --oauth-issuer https://id.example.org --oauth-resource https://gpu.example.org:8765/mcp
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import anyio
 from emotion_tool import CheckpointError
 from emotion_tool.config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
 
+from .auth import OAuthOptions
 from .security import TOKEN_ENV_VAR, BearerTokenMiddleware, check_http_binding
 from .server import ServerOptions, create_server
 
@@ -76,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         default=d.max_pending,
         help="model jobs queued at once before callers are told the server is busy (default: %(default)d)",
     )
+    oauth = p.add_argument_group("OAuth resource server (instead of a static token, for servers others reach)")
+    oauth.add_argument("--oauth-issuer", metavar="URL", help="authorization server whose JWTs are accepted (their iss)")
+    oauth.add_argument("--oauth-resource", metavar="URL", help="this server's public MCP URL, e.g. https://gpu.example.org:8765/mcp")
+    oauth.add_argument("--oauth-audience", metavar="AUD", help="the aud tokens must carry (default: --oauth-resource)")
+    oauth.add_argument("--oauth-jwks-url", metavar="URL", help="the issuer's JWKS (default: from the issuer's metadata)")
+    oauth.add_argument("--oauth-scope", dest="oauth_scopes", action="append", default=[], metavar="SCOPE", help="a scope every token must hold (repeatable)")
     p.add_argument(
         "--log-level",
         default=d.log_level,
@@ -102,16 +111,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_pending=args.max_pending,
             log_level=args.log_level,
         )
-        if args.transport == "streamable-http":
+        oauth = _oauth_options(args, token)
+        if args.transport == "streamable-http" and oauth is None:
             check_http_binding(args.host, token)
-        server = create_server(options)
+        server = create_server(options, auth=oauth.server_kwargs() if oauth else None)
     except ValueError as e:
         parser.error(str(e))
     try:
         if args.transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            anyio.run(_serve_http, server, options, args.host, args.port, token)
+            anyio.run(_serve_http, server, options, args.host, args.port, token, oauth)
     except KeyboardInterrupt:
         return
     except BaseException as e:
@@ -122,7 +132,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
 
 
-async def _serve_http(server, options: ServerOptions, host: str, port: int, token: str | None) -> None:
+def _oauth_options(args: argparse.Namespace, token: str | None) -> OAuthOptions | None:
+    given = [f"--oauth-{n}" for n in ("issuer", "resource", "audience", "jwks-url") if getattr(args, "oauth_" + n.replace("-", "_"))]
+    if args.oauth_scopes:
+        given.append("--oauth-scope")
+    if not given:
+        return None
+    if args.transport != "streamable-http":
+        raise ValueError(f"{given[0]} needs --transport streamable-http (stdio has one local client and no tokens)")
+    if not (args.oauth_issuer and args.oauth_resource):
+        raise ValueError("OAuth needs both --oauth-issuer URL and --oauth-resource URL (this server's public MCP URL)")
+    if token:
+        raise ValueError(f"choose one: {TOKEN_ENV_VAR} (a static token) or --oauth-issuer (tokens from an issuer); unset {TOKEN_ENV_VAR}")
+    return OAuthOptions(
+        issuer_url=args.oauth_issuer,
+        resource_url=args.oauth_resource,
+        audience=args.oauth_audience,
+        jwks_url=args.oauth_jwks_url,
+        required_scopes=tuple(args.oauth_scopes),
+    )
+
+
+async def _serve_http(
+    server, options: ServerOptions, host: str, port: int, token: str | None, oauth: OAuthOptions | None = None
+) -> None:
     import uvicorn
 
     app = server.streamable_http_app(host=host, max_request_body_size=options.max_http_body_bytes)
@@ -134,7 +167,10 @@ async def _serve_http(server, options: ServerOptions, host: str, port: int, toke
     )
     async with server.session_manager.run():  # loads the model
         shown = f"[{host}]" if ":" in host else host
-        note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
+        if oauth is not None:
+            note = f"OAuth tokens from {oauth.issuer_url} required"
+        else:
+            note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
         print(f"{PROG}: serving on http://{shown}:{sock.getsockname()[1]}/mcp ({note})", file=sys.stderr, flush=True)
         await uvicorn.Server(config).serve(sockets=[sock])
 

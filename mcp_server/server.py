@@ -24,6 +24,8 @@ from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.results import UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
 
+from .app_view import ICONS, TOOL_UI_META, apps_extension
+from .auth import principal
 from .inference import InferenceQueue, ServerBusy
 from .payloads import BYTES_PER_SAMPLE, AudioFormat, PcmEncoding, check_container, decode_base64, decode_pcm
 from .prompts import empathetic_reply_text
@@ -132,7 +134,9 @@ def _client_key(ctx: EmotionContext) -> str:
     """
     headers = ctx.headers
     transport_session = headers.get("mcp-session-id") if headers is not None else None
-    return f"http-session:{transport_session}" if transport_session else "anonymous"
+    if transport_session:
+        return f"http-session:{transport_session}"
+    return principal() or "anonymous"  # the OAuth subject where tokens carry one (see `auth.py`)
 
 
 class _ModelLifespan:
@@ -196,8 +200,13 @@ async def _close_sessions(sessions: list[Session]) -> None:
         await anyio.to_thread.run_sync(s.analyzer.close)
 
 
-def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppContext]:
-    """Builds the server. Nothing is loaded until a transport starts it (its lifespan)."""
+def create_server(options: ServerOptions = ServerOptions(), *, auth: dict[str, Any] | None = None) -> MCPServer[AppContext]:
+    """Builds the server. Nothing is loaded until a transport starts it (its lifespan).
+
+    Args:
+        options: what to load and the limits to enforce.
+        auth: OAuth resource-server settings, `mcp_server.auth.OAuthOptions.server_kwargs()`; None: none.
+    """
     lifespan = _ModelLifespan(options, PathPolicy(options.allow_dirs))
     server: MCPServer[AppContext] = MCPServer(
         SERVER_NAME,
@@ -211,6 +220,10 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
         ),
         lifespan=lifespan,
         log_level=options.log_level,
+        version=_package_version(),
+        icons=ICONS,
+        extensions=[apps_extension()],
+        **(auth or {}),
     )
 
     def state_of(ctx: EmotionContext) -> AppContext:
@@ -218,7 +231,7 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
 
     # --- recordings -------------------------------------------------------------------------------
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False), icons=ICONS, meta=TOOL_UI_META)
     async def analyze_emotion(
         ctx: EmotionContext,
         audio_path: AudioPath = None,
@@ -285,7 +298,7 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
 
     # --- live sessions ----------------------------------------------------------------------------
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False), icons=ICONS)
     async def start_emotion_session(
         ctx: EmotionContext, sample_rate: SessionRate = 16000, encoding: Encoding = "pcm_s16le"
     ) -> SessionStarted:
@@ -327,7 +340,7 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
             idle_timeout_s=state.options.session_idle_s,
         )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False), icons=ICONS)
     async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: ChunkBase64) -> PushResult:
         """Adds the next chunk of a session's audio; returns readings of the utterances it closed.
 
@@ -376,7 +389,7 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
         except (RequestError, AudioError, ServerBusy, ValueError) as e:
             raise ToolError(str(e)) from e
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False), icons=ICONS, meta=TOOL_UI_META)
     async def get_emotion_trace(ctx: EmotionContext, session_id: SessionId) -> SessionTrace:
         """The session's readings so far: one per utterance, with time, label, probabilities and dimensions."""
         state = state_of(ctx)
@@ -385,7 +398,7 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
         except RequestError as e:
             raise ToolError(str(e)) from e
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False), icons=ICONS, meta=TOOL_UI_META)
     async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> SessionSummary:
         """Ends a session: reads the utterance still open, and returns the trace with an aggregate.
 
@@ -477,6 +490,16 @@ def create_server(options: ServerOptions = ServerOptions()) -> MCPServer[AppCont
             raise MCPError(code=INVALID_PARAMS, message=str(e)) from e
 
     return server
+
+
+def _package_version() -> str:
+    """The installed distribution's version, for `serverInfo`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emotion-tool")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
 
 
 def _trace(state: AppContext, session: Session) -> SessionTrace:
