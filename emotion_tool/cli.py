@@ -4,7 +4,8 @@
     emotion-tool info
     emotion-tool agree clip.wav           # deviation and speed-up of the fast operating points
     emotion-tool train CONFIG.toml        # fine-tune (LoRA on the encoder, the paper's recipe)
-    emotion-tool eval MANIFEST --model DIR
+    emotion-tool calibrate MANIFEST --model DIR   # calibrated confidence and an uncertain threshold
+    emotion-tool eval MANIFEST --model DIR [--calibration DIR/calibration.json]
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
 """
@@ -35,12 +36,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="int8: dynamically quantized linear layers on the CPU (a fast operating point)")
+    p.add_argument("--calibration", metavar="FILE", default=None,
+                   help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities and its uncertain threshold")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Emotions and valence/arousal/dominance from speech.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import evaluate, train
+    from . import calibration, evaluate, train
 
 
     p = sub.add_parser("analyze", help="analyse audio files", description="Analyse one or more audio files.")
@@ -51,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hop-s", type=float, default=1.0, help="trace hop, seconds (default 1.0)")
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
-    p.add_argument("--min-confidence", type=float, default=0.5, help="flag readings below this as uncertain")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="flag readings below this as uncertain (default 0.5, or the calibration's fitted threshold)")
     p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
@@ -91,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train.add_subcommand(sub)
     evaluate.add_subcommand(sub)
+    calibration.add_subcommand(sub)
     return parser
 
 
@@ -104,6 +109,7 @@ def _load(args: argparse.Namespace, options=None):
         options=options or AnalysisOptions(),
         local_files_only=args.offline,
         quantize=getattr(args, "quantize", None),
+        calibration=getattr(args, "calibration", None),
     )
 
 
@@ -231,6 +237,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"device      {info.device} ({info.dtype})")
     print(f"parameters  {info.parameters:,}")
     print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s, zero-padded to {info.max_window_s:g} s")
+    if info.calibration is not None:
+        c = info.calibration
+        print(f"calibration {c.source} (sha256 {c.sha256}): temperature {c.temperature:.4g}{', per-class bias' if c.bias else ''}, "
+              f"fitted on {c.fitted_on} for {c.fitted_for}")  # fmt: skip
     return 0
 
 

@@ -12,7 +12,12 @@ the published operating point, unless the recognizer was built for a fast one. I
 the item's label and dimensions. The report records the model, the manifest's SHA-256 and the
 operating point.
 
-    emotion-tool eval MANIFEST --model ID_OR_DIR [--out DIR]
+Beside the scores: expected calibration error of the network's own probabilities and, with a
+calibration (`--calibration`), of the calibrated ones, with a reliability diagram; and bootstrap
+confidence intervals of UAR and CCC, resampling speakers when the manifest names them (items
+otherwise), so that two models or operating points can be compared with their uncertainty.
+
+    emotion-tool eval MANIFEST --model ID_OR_DIR [--out DIR] [--calibration FILE]
 """
 
 from __future__ import annotations
@@ -30,13 +35,22 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .calibration import ECE_BINS, Calibration, ConfidenceReport, confidence_report, plot_reliability
 from .config import DIMENSIONS, SAMPLE_RATE, default_model
 from .data import Manifest, ManifestOptions, class_balance, read_item_audio, read_manifest
-from .metrics import PRIMARY_LABELS, ClassificationScores, DimensionScores, classification_scores, dimension_scores
+from .metrics import (
+    PRIMARY_LABELS,
+    ClassificationScores,
+    DimensionScores,
+    ScoreIntervals,
+    bootstrap_intervals,
+    classification_scores,
+    dimension_scores,
+)
 from .recognizer import AnalysisOptions, EmotionRecognizer
-from .results import OperatingPoint
+from .results import CalibrationNote, OperatingPoint
 
-__all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
+__all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "read_segments", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
 
 Protocol = Literal["segments", "utterances"]
 PROTOCOLS: tuple[Protocol, ...] = ("segments", "utterances")
@@ -51,6 +65,10 @@ class EvaluationOptions:
     merge_max_s: float = 15.0  # items up to this are read whole; longer ones are split into equal parts
     protocols: tuple[Protocol, ...] = ("segments", "utterances")  # which readings to score
     batch_size: int = 8  # segments per forward pass
+    bins: int = ECE_BINS  # equal-width confidence bins of ECE and the reliability diagram
+    bootstrap: int = 1000  # resamples for confidence intervals of UAR and CCC; 0: no intervals
+    level: float = 0.95  # coverage of the confidence intervals
+    seed: int = 0  # seed of the bootstrap
 
     def __post_init__(self) -> None:
         if not 0 < self.min_segment_s <= self.segment_s:
@@ -62,6 +80,8 @@ class EvaluationOptions:
             raise ValueError(f"protocols {list(self.protocols)}: choose from {list(PROTOCOLS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.bins < 1 or self.bootstrap < 0 or not 0 < self.level < 1:
+            raise ValueError(f"need bins >= 1, bootstrap >= 0 and 0 < level < 1; got {self.bins}, {self.bootstrap}, {self.level}")
 
 
 class GroupScores(BaseModel):
@@ -87,6 +107,8 @@ class ProtocolReport(BaseModel):
     languages: dict[str, GroupScores] = Field(description="Per language (\"unspecified\" for items without one)")
     mean_uar_over_languages: float | None = Field(default=None, description="Mean of the 7-class UAR over languages")
     mean_uar4_over_languages: float | None = Field(default=None, description="Mean of the 4-class UAR over languages")
+    confidence: ConfidenceReport = Field(description="Calibration of the probabilities over all segments: ECE, NLL, reliability bins")
+    intervals: ScoreIntervals | None = Field(default=None, description="Bootstrap confidence intervals over all segments; null when not asked for")
 
 
 class ManifestRecord(BaseModel):
@@ -119,6 +141,9 @@ class EvaluationReport(BaseModel):
     created_at: str = Field(description="UTC time, ISO 8601")
     emotion_tool_version: str
     warnings: list[str] = Field(default_factory=list)
+    calibration: CalibrationNote | None = Field(
+        default=None, description="The calibration the scores' probabilities went through; null: the network's own"
+    )
 
 
 # --- planning segments --------------------------------------------------------------------------------
@@ -142,32 +167,36 @@ def _utterance_spans(n_samples: int, max_s: float) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-@dataclass
-class _Collected:
-    refs: list[int]
-    languages: list[str]
-    ref_dims: list[np.ndarray]
-    probs: list[np.ndarray]
-    dims: list[np.ndarray]
+@dataclass(frozen=True)
+class Segments:
+    """The segments of one protocol and the network's raw outputs on them, one row each."""
+
+    refs: np.ndarray  # (n,) reference label indices into the model's labels
+    languages: list[str]  # language group of each segment
+    clusters: list[str]  # speaker ("speaker:ID"), or item ("item:LINE") for items without a speaker
+    ref_dims: np.ndarray  # (n, 3) reference valence, arousal, dominance in 0..1; NaN where not annotated
+    logits: np.ndarray  # (n, K) categorical logits, before any calibration
+    dims: np.ndarray  # (n, 3) predicted valence, arousal, dominance
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A manifest read through the model: segments per protocol, and what to warn about."""
+
+    segments: dict[str, Segments]
+    merge_max_s: float  # the longest merged segment, cut to the model's window
+    window_s: float  # the model's window, seconds
+    warnings: list[str]
 
 
 # --- evaluation ----------------------------------------------------------------------------------------
 
 
-def evaluate(
-    recognizer: EmotionRecognizer,
-    manifest: Manifest,
-    *,
-    options: EvaluationOptions = EvaluationOptions(),
-    progress: bool = False,
-) -> EvaluationReport:
-    """Scores `recognizer` on a manifest with the paper's protocol.
-
-    Args:
-        recognizer: the model to score.
-        manifest: a validated manifest (`read_manifest`) whose labels are the model's labels.
-        options: segment lengths, protocols, batch size.
-        progress: a progress bar over items on stderr.
+def read_segments(
+    recognizer: EmotionRecognizer, manifest: Manifest, *, options: EvaluationOptions = EvaluationOptions(), progress: bool = False
+) -> Reading:
+    """Cuts every item into the segments of each protocol and reads them through the model at its
+    operating point (`EmotionRecognizer.logits_batch`): what `evaluate` scores and `calibrate` fits on.
 
     Raises:
         ValueError: the manifest names labels the model does not have.
@@ -190,22 +219,23 @@ def evaluate(
     if recognizer.random_weights:
         warnings.append("This checkpoint has random weights (a test model): the scores mean nothing.")
 
-    collected = {p: _Collected([], [], [], [], []) for p in options.protocols}
+    collected: dict[str, dict[str, list[Any]]] = {p: {k: [] for k in ("refs", "languages", "clusters", "ref_dims", "logits", "dims")} for p in options.protocols}
     pending: list[tuple[str, int, np.ndarray]] = []  # (protocol, item index, waveform)
     short = 0
 
     def flush() -> None:
         if not pending:
             return
-        readings = recognizer.classify_batch([w for _, _, w in pending])
-        for (protocol, i, _), r in zip(pending, readings):
+        out = recognizer.logits_batch([w for _, _, w in pending])
+        for (protocol, i, _), logits, dims in zip(pending, out.logits, out.dims):
             item = manifest.items[i]
             c = collected[protocol]
-            c.refs.append(labels.index(item.label))
-            c.languages.append(item.group)
-            c.ref_dims.append(np.array([np.nan if d is None else d for d in item.dims], dtype=np.float64))
-            c.probs.append(np.array([r.probabilities[lab] for lab in labels], dtype=np.float64))
-            c.dims.append(np.array([r.valence, r.arousal, r.dominance], dtype=np.float64))
+            c["refs"].append(labels.index(item.label))
+            c["languages"].append(item.group)
+            c["clusters"].append(f"speaker:{item.speaker}" if item.speaker else f"item:{item.line}")
+            c["ref_dims"].append([np.nan if d is None else d for d in item.dims])
+            c["logits"].append(logits)
+            c["dims"].append(dims)
         pending.clear()
 
     for i, item in enumerate(tqdm(manifest.items, desc="evaluating", unit="item", disable=not progress or None, file=sys.stderr)):
@@ -220,11 +250,60 @@ def evaluate(
     flush()
     if short:
         warnings.append(f"{short} item(s) last under {options.min_segment_s:g} s; readings of such short clips are unreliable.")
+    k, d = len(labels), len(DIMENSIONS)
+    segments = {
+        p: Segments(
+            refs=np.array(c["refs"], dtype=np.int64),
+            languages=c["languages"],
+            clusters=c["clusters"],
+            ref_dims=np.array(c["ref_dims"], dtype=np.float64).reshape(-1, d),
+            logits=np.array(c["logits"], dtype=np.float64).reshape(-1, k),
+            dims=np.array(c["dims"], dtype=np.float64).reshape(-1, d),
+        )
+        for p, c in collected.items()
+    }
+    return Reading(segments=segments, merge_max_s=merge_max_s, window_s=window_s, warnings=warnings)
 
+
+def evaluate(
+    recognizer: EmotionRecognizer,
+    manifest: Manifest,
+    *,
+    options: EvaluationOptions = EvaluationOptions(),
+    calibration: Calibration | None = None,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Scores `recognizer` on a manifest with the paper's protocol, with calibration and intervals.
+
+    Args:
+        recognizer: the model to score.
+        manifest: a validated manifest (`read_manifest`) whose labels are the model's labels.
+        options: segment lengths, protocols, batch size, bins and bootstrap.
+        calibration: scores use probabilities through it; default: the recognizer's, if it has one.
+            ECE is reported with and without it.
+        progress: a progress bar over items on stderr.
+
+    Raises:
+        ValueError: the manifest names labels the model does not have.
+        AudioError: an item's audio cannot be read.
+    """
+    reading = read_segments(recognizer, manifest, options=options, progress=progress)
+    labels, merge_max_s, window_s = recognizer.labels, reading.merge_max_s, reading.window_s
+    note = None
+    if calibration is None and recognizer.calibration is not None:
+        calibration, note = recognizer.calibration, recognizer.info().calibration
+    elif calibration is not None:
+        note = calibration.note()
+    if calibration is not None and calibration.labels != labels:
+        raise ValueError(f"the calibration was fitted for labels {calibration.labels}, but the model has {labels}")
+    speakers = any(it.speaker for it in manifest.items)
     reports = {
-        p: _protocol_report(p, collected[p], labels, options.segment_s if p == "segments" else merge_max_s)
+        p: _protocol_report(p, reading.segments[p], labels, options.segment_s if p == "segments" else merge_max_s, calibration, options, speakers)
         for p in options.protocols
     }
+    warnings = list(reading.warnings)
+    if calibration is not None and calibration.fitted_on.sha256 == manifest.sha256:
+        warnings.append("The calibration was fitted on this same manifest: its ECE here is in-sample and flatters it.")
     return EvaluationReport(
         model_id=recognizer.model_id,
         random_weights=recognizer.random_weights,
@@ -245,6 +324,7 @@ def evaluate(
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         emotion_tool_version=_version(),
         warnings=warnings,
+        calibration=note,
     )
 
 
@@ -257,11 +337,10 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _group_scores(c: _Collected, rows: Sequence[int], labels: list[str]) -> GroupScores:
-    y = [c.refs[i] for i in rows]
-    probs = np.array([c.probs[i] for i in rows]).reshape(len(rows), len(labels))
-    ref_dims = np.array([c.ref_dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
-    dims = np.array([c.dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
+def _group_scores(c: Segments, probabilities: np.ndarray, rows: Sequence[int], labels: list[str]) -> GroupScores:
+    rows = list(rows)
+    y = c.refs[rows].tolist()
+    probs, ref_dims, dims = probabilities[rows], c.ref_dims[rows], c.dims[rows]
     return GroupScores(
         segments=len(rows),
         seven_class=classification_scores(y, probs, labels=labels),
@@ -270,9 +349,18 @@ def _group_scores(c: _Collected, rows: Sequence[int], labels: list[str]) -> Grou
     )
 
 
-def _protocol_report(protocol: str, c: _Collected, labels: list[str], max_segment_s: float) -> ProtocolReport:
+def _protocol_report(
+    protocol: str,
+    c: Segments,
+    labels: list[str],
+    max_segment_s: float,
+    calibration: Calibration | None,
+    options: EvaluationOptions,
+    speakers: bool,
+) -> ProtocolReport:
+    probs = calibration.probabilities(c.logits) if calibration is not None else _softmax(c.logits)
     languages = sorted(set(c.languages))
-    per_language = {lang: _group_scores(c, [i for i, g in enumerate(c.languages) if g == lang], labels) for lang in languages}
+    per_language = {lang: _group_scores(c, probs, [i for i, g in enumerate(c.languages) if g == lang], labels) for lang in languages}
     uars = [g.seven_class.uar for g in per_language.values() if g.seven_class.uar is not None]
     uars4 = [g.four_class.uar for g in per_language.values() if g.four_class.uar is not None]
     several = len(per_language) > 1
@@ -284,11 +372,22 @@ def _protocol_report(protocol: str, c: _Collected, labels: list[str], max_segmen
             else f"whole utterances and merged segments: items read whole up to {max_segment_s:g} s, longer ones split evenly"
         ),
         max_segment_s=max_segment_s,
-        overall=_group_scores(c, range(len(c.refs)), labels),
+        overall=_group_scores(c, probs, range(len(c.refs)), labels),
         languages=per_language,
         mean_uar_over_languages=float(np.mean(uars)) if several and uars else None,
         mean_uar4_over_languages=float(np.mean(uars4)) if several and uars4 else None,
-    )
+        confidence=confidence_report(c.logits, c.refs, calibration, bins=options.bins),
+        intervals=bootstrap_intervals(
+            c.refs, probs, labels=labels, clusters=c.clusters, clustered_by="speaker" if speakers else "item",
+            dims=c.dims, ref_dims=c.ref_dims, dim_names=DIMENSIONS, resamples=options.bootstrap, level=options.level, seed=options.seed,
+        ) if options.bootstrap else None,
+    )  # fmt: skip
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 # --- output --------------------------------------------------------------------------------------------
@@ -342,9 +441,34 @@ def format_report(report: EvaluationReport) -> str:
             rows.append(["mean of languages", "", _pct(rep.mean_uar_over_languages), _pct(rep.mean_uar4_over_languages)] + ([""] * 3 if has_dims else []))
         lines += _table(rows)
         lines += ["", "confusion (all languages):", *_confusion_lines(rep.overall.seven_class)]
+        lines += _confidence_lines(rep)
     if report.warnings:
         lines += ["", *(f"warning: {w}" for w in report.warnings)]
     return "\n".join(lines)
+
+
+def _interval_text(i) -> str:
+    return "-" if i is None else f"{100 * i.estimate:.1f} % [{100 * i.low:.1f}, {100 * i.high:.1f}]"
+
+
+def _confidence_lines(rep: ProtocolReport) -> list[str]:
+    c = rep.confidence
+    raw = c.uncalibrated
+    lines = ["", f"confidence ({c.bins} equal-width bins): ECE {_pct(raw.ece)}, NLL {raw.nll:.3f}, mean confidence {_pct(raw.mean_confidence)}, "
+             f"accuracy {_pct(raw.accuracy)}"]  # fmt: skip
+    if c.calibrated is not None:
+        cal = c.calibrated
+        lines.append(f"calibrated: ECE {_pct(cal.ece)} (uncalibrated {_pct(raw.ece)}), NLL {cal.nll:.3f} (uncalibrated {raw.nll:.3f}), "
+                     f"mean confidence {_pct(cal.mean_confidence)}, accuracy {_pct(cal.accuracy)}")  # fmt: skip
+    if c.threshold is not None:
+        t = c.threshold
+        lines.append(f"uncertain below {t.threshold:.3f}: unflagged readings right {_pct(t.precision)} of the time, coverage {_pct(t.coverage)}")
+    if rep.intervals is not None:
+        iv = rep.intervals
+        ccc = "  ".join(f"CCC {d[:3]} " + ("-" if v is None else f"{v.estimate:.3f} [{v.low:.3f}, {v.high:.3f}]") for d, v in iv.ccc.items())
+        lines.append(f"{100 * iv.level:g} % intervals ({iv.resamples} bootstrap resamples of {iv.clusters} {iv.clustered_by}s): "
+                     f"UAR 7 {_interval_text(iv.uar)}  UAR 4 {_interval_text(iv.uar4)}" + (f"  {ccc}" if ccc else ""))  # fmt: skip
+    return lines
 
 
 def plot_confusion(scores: ClassificationScores, path: str | os.PathLike, *, title: str = "") -> Path:
@@ -378,7 +502,9 @@ def plot_confusion(scores: ClassificationScores, path: str | os.PathLike, *, tit
 
 
 def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot: bool = True) -> list[Path]:
-    """Writes report.json and, with `plot`, confusion-<protocol>.png per protocol; returns the paths."""
+    """Writes report.json and, with `plot`, confusion-<protocol>.png and reliability-<protocol>.png per
+    protocol; returns the paths."""
+
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report.json"]
@@ -389,22 +515,22 @@ def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot
             if report.random_weights:
                 title += " — random weights"
             paths.append(plot_confusion(rep.overall.seven_class, out / f"confusion-{name}.png", title=title))
+            c = rep.confidence
+            curves = {"uncalibrated": c.uncalibrated, **({"calibrated": c.calibrated} if c.calibrated is not None else {})}
+            title = f"{rep.protocol}: reliability ({c.uncalibrated.segments} segments)"
+            if report.random_weights:
+                title += " — random weights"
+            paths.append(plot_reliability(curves, out / f"reliability-{name}.png", title=title))
     return paths
 
 
 # --- command line ------------------------------------------------------------------------------------
 
 
-def add_subcommand(subparsers: Any) -> None:
-    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] ...` to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "eval",
-        help="score a model on a labelled manifest (UAR, recall, confusion, CCC)",
-        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language.",
-    )
+def add_reading_args(p: argparse.ArgumentParser) -> None:
+    """The arguments `eval` and `calibrate` share: the manifest, the model and its operating point, how items are cut."""
     p.add_argument("manifest", type=Path, metavar="MANIFEST", help="labelled data, .csv or .jsonl (see the training section of the README)")
     p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or MERaLiON/MERaLiON-SER-v1)")
-    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the confusion PNGs (default: eval-<manifest name>)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
     p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
@@ -413,13 +539,51 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--quantize", choices=("int8",), default=None, help="int8: quantized linear layers on the CPU (a fast operating point)")
     p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
     p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
-    p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="both", help="which reading to score (default both)")
     p.add_argument("--segment-s", type=float, default=2.0, help="fine-grained segment length, seconds (default 2)")
     p.add_argument("--min-segment-s", type=float, default=1.0, help="leave out last pieces shorter than this, seconds (default 1)")
     p.add_argument("--merge-max-s", type=float, default=15.0, help="read items up to this whole; split longer ones (default 15)")
     p.add_argument("--batch-size", type=int, default=8, help="segments per forward pass")
+
+
+def load_for_reading(args: argparse.Namespace) -> tuple[EmotionRecognizer, Manifest]:
+    """The recognizer (with `args.calibration` when given) and the validated manifest the arguments name."""
+    recognizer = EmotionRecognizer.from_pretrained(
+        args.model or default_model(),
+        device=args.device,
+        dtype=args.dtype,
+        local_files_only=args.offline,
+        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
+        quantize=args.quantize,
+        calibration=getattr(args, "calibration", None),
+    )
+    manifest = read_manifest(
+        args.manifest,
+        options=ManifestOptions(label_map=_label_map(args.label_map), dim_scale=tuple(args.dim_scale), labels=tuple(recognizer.labels)),
+    )
+    if recognizer.random_weights:
+        print(f"note: {recognizer.model_id} has random weights (a test model): what follows means nothing", file=sys.stderr)
+    return recognizer, manifest
+
+
+def add_subcommand(subparsers: Any) -> None:
+    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] [--calibration FILE] ...` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "eval",
+        help="score a model on a labelled manifest (UAR, recall, confusion, CCC, calibration, intervals)",
+        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language; "
+        "with expected calibration error, a reliability diagram and bootstrap confidence intervals.",
+    )
+    add_reading_args(p)
+    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the PNGs (default: eval-<manifest name>)")
+    p.add_argument("--calibration", metavar="FILE", default=None,
+                   help="a calibration.json from `emotion-tool calibrate`: scores use calibrated probabilities; ECE before and after")
+    p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="both", help="which reading to score (default both)")
+    p.add_argument("--bins", type=int, default=ECE_BINS, help=f"equal-width confidence bins for ECE (default {ECE_BINS})")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for confidence intervals of UAR and CCC (default 1000; 0: none)")
+    p.add_argument("--level", type=float, default=0.95, help="coverage of the confidence intervals (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (the files are written either way)")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices and reliability diagrams")
     p.set_defaults(func=run)
 
 
@@ -446,19 +610,12 @@ def run(args: argparse.Namespace) -> int:
         merge_max_s=args.merge_max_s,
         protocols=("segments", "utterances") if args.protocol == "both" else (args.protocol,),
         batch_size=args.batch_size,
+        bins=args.bins,
+        bootstrap=args.bootstrap,
+        level=args.level,
+        seed=args.seed,
     )
-    recognizer = EmotionRecognizer.from_pretrained(
-        args.model or default_model(),
-        device=args.device,
-        dtype=args.dtype,
-        local_files_only=args.offline,
-        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
-        quantize=args.quantize,
-    )
-    manifest = read_manifest(
-        args.manifest,
-        options=ManifestOptions(label_map=_label_map(args.label_map), dim_scale=tuple(args.dim_scale), labels=tuple(recognizer.labels)),
-    )
+    recognizer, manifest = load_for_reading(args)
     report = evaluate(recognizer, manifest, options=options, progress=True)
     out = args.out if args.out is not None else Path(f"eval-{Path(args.manifest).stem}")
     paths = write_report(report, out, plot=not args.no_plot)
