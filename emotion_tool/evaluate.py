@@ -465,7 +465,7 @@ def _confidence_lines(rep: ProtocolReport) -> list[str]:
         lines.append(f"uncertain below {t.threshold:.3f}: unflagged readings right {_pct(t.precision)} of the time, coverage {_pct(t.coverage)}")
     if rep.intervals is not None:
         iv = rep.intervals
-        ccc = "  ".join(f"CCC {d[:3]} " + ("-" if v is None else f"{v.estimate:.3f} [{v.low:.3f}, {v.high:.3f}]") for d, v in iv.ccc.items())
+        ccc = "  ".join(f"CCC {d[:3]} {v.estimate:.3f} [{v.low:.3f}, {v.high:.3f}]" for d, v in iv.ccc.items() if v is not None)
         lines.append(f"{100 * iv.level:g} % intervals ({iv.resamples} bootstrap resamples of {iv.clusters} {iv.clustered_by}s): "
                      f"UAR 7 {_interval_text(iv.uar)}  UAR 4 {_interval_text(iv.uar4)}" + (f"  {ccc}" if ccc else ""))  # fmt: skip
     return lines
