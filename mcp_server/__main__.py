@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     oauth.add_argument("--oauth-jwks-url", metavar="URL", help="the issuer's JWKS (default: from the issuer's metadata)")
     oauth.add_argument("--oauth-scope", dest="oauth_scopes", action="append", default=[], metavar="SCOPE", help="a scope every token must hold (repeatable)")
     p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, its uncertain threshold, named in every result",
+    )
+    p.add_argument(
         "--log-level",
         default=d.log_level,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -110,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             session_idle_s=args.session_idle,
             max_pending=args.max_pending,
             log_level=args.log_level,
+            calibration=args.calibration,
         )
         oauth = _oauth_options(args, token)
         if args.transport == "streamable-http" and oauth is None:

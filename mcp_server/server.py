@@ -56,6 +56,7 @@ class ServerOptions:
     session_idle_s: float = 300.0  # a session without a call for this long expires
     max_pending: int = 8  # model jobs admitted at once, the running one included; beyond: "busy"
     log_level: LogLevel = "WARNING"  # the server's log on stderr (stdout carries the protocol over stdio)
+    calibration: Path | None = None  # a calibration.json from `emotion-tool calibrate`; None: the network's own probabilities
 
     def __post_init__(self) -> None:
         for name in ("max_duration_s", "max_request_mb", "max_chunk_s", "max_session_s", "session_idle_s"):
@@ -176,14 +177,14 @@ class _ModelLifespan:
 
     def _load(self) -> AppContext:
         o = self.options
-        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype)
+        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype, calibration=o.calibration)
         return AppContext(
             recognizer=recognizer,
             options=o,
             paths=self.paths,
             sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s),
             queue=InferenceQueue(o.max_pending),
-            stream_options=StreamOptions(min_confidence=recognizer.options.min_confidence),
+            stream_options=StreamOptions(min_confidence=recognizer.min_confidence),
         )
 
 
@@ -516,6 +517,7 @@ def _trace(state: AppContext, session: Session) -> SessionTrace:
         model_id=state.recognizer.model_id,
         random_weights=state.recognizer.random_weights,
         warnings=warnings,
+        calibration=state.recognizer.info().calibration,
     )
 
 

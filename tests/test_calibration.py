@@ -319,3 +319,67 @@ def test_calibrate_writes_beside_the_checkpoint_by_default(tmp_path: Path, dev_s
     assert Calibration.model_validate_json((ckpt / "calibration.json").read_text()) == Calibration.model_validate_json(out.stdout)
     bad = _cli("calibrate", dev_set, "--model", ckpt, "--device", "cpu", "--target-precision", "1.5")
     assert bad.returncode == 2 and "target_precision is a fraction" in bad.stderr
+
+
+# --- the MCP server, the agent and the demos load a calibration ----------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_mcp_server_names_its_calibration(tiny_checkpoint: Path, recognizer: EmotionRecognizer, speech_wav: Path, tmp_path: Path):
+    import base64
+
+    from mcp import Client
+
+    from mcp_server import ServerOptions, create_server
+    from mcp_server.sessions import SessionSummary
+
+    cal = _calibration_for(recognizer, 0.5, threshold=0.999)
+    path = cal.save(tmp_path / "cal.json")
+    server = create_server(ServerOptions(model=str(tiny_checkpoint), device="cpu", allow_dirs=(speech_wav.parent,), calibration=path))
+    async with Client(server) as client:
+        result = await client.call_tool("analyze_emotion", {"audio_path": str(speech_wav)})
+        assert not result.is_error, result.content[0].text
+        assert result.structured_content["calibration"]["sha256"] == cal.digest()
+        assert result.structured_content["summary"]["uncertain"]  # the fitted threshold (0.999) flags it
+        info = json.loads((await client.read_resource("emotion://model")).contents[0].text)
+        assert info["calibration"]["source"] == "cal.json"
+        started = await client.call_tool("start_emotion_session", {"sample_rate": 16000})
+        sid = started.structured_content["session_id"]
+        wav, _ = sf.read(speech_wav, dtype="int16")
+        wav = np.concatenate([wav, np.zeros(16000, np.int16)])  # a pause closes the utterance
+        for i in range(0, len(wav), 8000):
+            pushed = await client.call_tool("push_audio", {"session_id": sid, "chunk_base64": base64.b64encode(wav[i : i + 8000].tobytes()).decode()})
+            assert not pushed.is_error, pushed.content[0].text
+        summary = SessionSummary.model_validate((await client.call_tool("end_emotion_session", {"session_id": sid})).structured_content)
+    assert summary.calibration is not None and summary.calibration.sha256 == cal.digest()
+    assert summary.utterances and all(u.reading.uncertain for u in summary.utterances) and summary.overall.uncertain
+
+    async with Client(create_server(ServerOptions(model=str(tiny_checkpoint), device="cpu", allow_dirs=(speech_wav.parent,)))) as client:
+        result = await client.call_tool("analyze_emotion", {"audio_path": str(speech_wav)})
+        assert "calibration" not in result.structured_content
+
+
+def test_the_agent_and_the_demo_name_the_calibration(tiny_checkpoint: Path, recognizer: EmotionRecognizer, speech_wav: Path, tmp_path: Path):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agents import build_empathic_agent
+
+    path = _calibration_for(recognizer, 2.0).save(tmp_path / "cal.json")
+    rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", calibration=path)
+    graph = build_empathic_agent(rec, checkpointer=InMemorySaver())
+    out = graph.invoke({"audio": str(speech_wav), "transcript": "hello"}, config={"configurable": {"thread_id": "c1"}})
+    turn = out["emotion_history"][-1]
+    assert turn.calibration is not None and turn.calibration.source == "cal.json" and turn.calibration.temperature == 2.0
+
+    demo = subprocess.run(
+        [sys.executable, "-m", "demos.analyze_file", str(speech_wav), "--model", str(tiny_checkpoint), "--device", "cpu",
+         "--calibration", str(path), "--out", str(tmp_path / "trace.png")],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    assert f"calibrated with cal.json (sha256 {rec.calibration.digest()}" in demo.stdout
