@@ -302,6 +302,8 @@ def evaluate(
         for p in options.protocols
     }
     warnings = list(reading.warnings)
+    if calibration is not None and calibration.operating_point != recognizer.operating_point(trace=False):
+        warnings.append(f"The calibration was fitted at the {calibration.operating_point} operating point, not the one scored.")
     if calibration is not None and calibration.fitted_on.sha256 == manifest.sha256:
         warnings.append("The calibration was fitted on this same manifest: its ECE here is in-sample and flatters it.")
     return EvaluationReport(
