@@ -12,6 +12,9 @@ scikit-learn's `calibration_curve(strategy="uniform")` bins them:
 ECE = sum over bins of (segments in bin / all segments) * |accuracy in bin - mean confidence in bin|.
 
     emotion-tool calibrate MANIFEST --model ID_OR_DIR [--target-precision 0.8] [--out FILE]
+
+The math, the file format and the command that writes it share this module (past 500 lines): the
+rule that fits a calibration and the file that records it are read together.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ __all__ = [
     "choose_threshold",
     "load_calibration",
     "fit_calibration",
-    "plot_reliability",
 ]
 
 CALIBRATION_FORMAT = "emotion-tool.calibration/1"
@@ -427,42 +429,6 @@ def _version() -> str:
         return version("emotion-tool")
     except PackageNotFoundError:
         return "unknown (not installed)"
-
-
-# --- the reliability diagram -----------------------------------------------------------------------
-
-
-def plot_reliability(curves: dict[str, ReliabilitySummary], path: str | os.PathLike, *, title: str = "") -> Path:
-    """Saves a PNG: accuracy against confidence per bin for each named curve (e.g. before and after
-    calibration), the diagonal of perfect calibration, and the share of segments per bin."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise RuntimeError("plotting requires matplotlib; pip install 'emotion-tool[plot]'") from e
-
-    from .plot import save_figure
-
-    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.plot([0, 1], [0, 1], color="#9e9e9e", ls="--", lw=1, label="perfectly calibrated")
-    colours = ["#db4437", "#4285f4", "#0f9d58", "#f4b400"]
-    first = next(iter(curves.values()))
-    width = (first.bins[0].high - first.bins[0].low) / (len(curves) + 1)
-    for j, (name, s) in enumerate(curves.items()):
-        full = [b for b in s.bins if b.segments]
-        c = colours[j % len(colours)]
-        ax.plot([b.confidence for b in full], [b.accuracy for b in full], marker="o", color=c, label=f"{name}: ECE {100 * s.ece:.1f} %")
-        ax_n.bar([b.low + (j + 0.5) * width for b in s.bins], [b.segments / s.segments for b in s.bins], width=width, color=c, align="edge")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("accuracy")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    ax_n.set_xlabel("confidence (top probability)")
-    ax_n.set_ylabel("share of segments")
-    return save_figure(fig, path)
 
 
 # --- command line ----------------------------------------------------------------------------------

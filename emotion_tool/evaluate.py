@@ -18,6 +18,9 @@ confidence intervals of UAR and CCC, resampling speakers when the manifest names
 otherwise), so that two models or operating points can be compared with their uncertainty.
 
     emotion-tool eval MANIFEST --model ID_OR_DIR [--out DIR] [--calibration FILE]
+
+One module past 500 lines, as whisper's transcribe.py: the protocol, its report and the command
+that prints it change together (`emotion-tool calibrate` reads manifests through the same code).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .calibration import ECE_BINS, Calibration, ConfidenceReport, confidence_report, plot_reliability
+from .calibration import ECE_BINS, Calibration, ConfidenceReport, confidence_report
 from .config import DIMENSIONS, SAMPLE_RATE, default_model
 from .data import Manifest, ManifestOptions, class_balance, read_item_audio, read_manifest
 from .metrics import (
@@ -506,6 +509,8 @@ def plot_confusion(scores: ClassificationScores, path: str | os.PathLike, *, tit
 def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot: bool = True) -> list[Path]:
     """Writes report.json and, with `plot`, confusion-<protocol>.png and reliability-<protocol>.png per
     protocol; returns the paths."""
+    from .plot import plot_reliability
+
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,18 @@
-"""Drawing an analysis: emotion probabilities stacked over time, and valence/arousal/dominance lines."""
+"""Drawing an analysis (emotion probabilities stacked over time, valence/arousal/dominance lines) and
+reliability diagrams of calibration."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .results import EmotionAnalysis, EmotionReading
+
+if TYPE_CHECKING:
+    from .calibration import ReliabilitySummary
 
 # One colour per label, stable across plots and demos; labels outside this map get matplotlib's cycle.
 LABEL_COLOURS = {
@@ -76,6 +81,37 @@ def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
     if analysis.random_weights:
         title += " — RANDOM WEIGHTS, readings mean nothing"
     ax_p.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_reliability(curves: "dict[str, ReliabilitySummary]", path: str | os.PathLike, *, title: str = "") -> Path:
+    """Saves a PNG: accuracy against confidence per bin for each named curve (e.g. before and after
+    calibration), the diagonal of perfect calibration, and the share of segments per bin."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("plotting requires matplotlib; pip install 'emotion-tool[plot]'") from e
+
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="#9e9e9e", ls="--", lw=1, label="perfectly calibrated")
+    colours = ["#db4437", "#4285f4", "#0f9d58", "#f4b400"]
+    first = next(iter(curves.values()))
+    width = (first.bins[0].high - first.bins[0].low) / (len(curves) + 1)
+    for j, (name, s) in enumerate(curves.items()):
+        full = [b for b in s.bins if b.segments]
+        c = colours[j % len(colours)]
+        ax.plot([b.confidence for b in full], [b.accuracy for b in full], marker="o", color=c, label=f"{name}: ECE {100 * s.ece:.1f} %")
+        ax_n.bar([b.low + (j + 0.5) * width for b in s.bins], [b.segments / s.segments for b in s.bins], width=width, color=c, align="edge")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax_n.set_xlabel("confidence (top probability)")
+    ax_n.set_ylabel("share of segments")
     return save_figure(fig, path)
 
 
