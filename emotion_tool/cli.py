@@ -6,6 +6,8 @@
     emotion-tool train CONFIG.toml        # fine-tune (LoRA on the encoder, the paper's recipe)
     emotion-tool calibrate MANIFEST --model DIR   # calibrated confidence and an uncertain threshold
     emotion-tool eval MANIFEST --model DIR [--calibration DIR/calibration.json]
+    emotion-tool batch MANIFEST_OR_PATHS... --out readings.parquet [--ray [ADDRESS]]   # archives, resumable
+>>>>>>> 217b4e6 (Batch analysis: resumable Parquet/JSON Lines tables, decoding in worker processes, Ray Data path)
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
 """
@@ -96,7 +98,89 @@ def _parser() -> argparse.ArgumentParser:
     train.add_subcommand(sub)
     evaluate.add_subcommand(sub)
     calibration.add_subcommand(sub)
+    _add_batch(sub)
     return parser
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="analyse an archive into a Parquet or JSON Lines table (resumable; locally or on Ray)",
+        description="Analyse many recordings into one table: a row per recording (and, with --trace, per trace "
+        "segment). A rerun skips recordings already in the table. Unreadable items get a row with an error.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="a manifest (.csv/.tsv/.jsonl; labels optional), or audio files, folders, globs")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the table: .parquet or .jsonl (by its extension)")
+    _add_model_args(p)
+    p.add_argument("--trace", action="store_true", help="also a row per trace window of --window-s every --hop-s")
+    p.add_argument("--window-s", type=float, default=2.0, help="trace window, seconds (default 2.0)")
+    p.add_argument("--hop-s", type=float, default=1.0, help="trace hop, seconds (default 1.0)")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="flag readings below this as uncertain")
+    p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes beside the model's (default 1; 0: none)")
+    p.add_argument("--prefetch", type=int, default=8, help="decoded recordings that may wait for the model (default 8)")
+    p.add_argument("--rows-per-part", type=int, default=64, help="Parquet: recordings per part file, the most a kill loses (default 64)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("Ray (pip install 'emotion-tool[ray]')")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run on Ray: a cluster address (auto, host:6379, ray://host:10001), or none to start one here")
+    ray.add_argument("--actors", type=int, default=None, help="model actors (default: one per GPU, else 1)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each model actor reserves (default 1)")
+    ray.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
+    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
+    fast.add_argument("--context", choices=("padded", "trimmed"), default="padded",
+                      help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)")
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default="windows",
+                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")
+    p.set_defaults(func=_batch)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    import functools
+
+    from .batch import BatchOptions, collect_items, run_batch
+    from .recognizer import AnalysisOptions, EmotionRecognizer
+
+    options = AnalysisOptions(
+        trace=args.trace, window_s=args.window_s, hop_s=args.hop_s, min_confidence=args.min_confidence,
+        max_duration_s=args.max_duration, batch_size=args.batch_size, context=args.context, trace_mode=args.trace_mode,
+    )  # fmt: skip
+    batch = BatchOptions(workers=args.workers, prefetch=args.prefetch, rows_per_part=args.rows_per_part, progress=not args.no_progress)
+    items = collect_items(args.inputs)
+    model = args.model
+    if model is not None and Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())  # Ray actors may start in another directory
+    loader = functools.partial(
+        EmotionRecognizer.from_pretrained, model, device=args.device, dtype=args.dtype, options=options,
+        local_files_only=args.offline, quantize=args.quantize,
+    )  # fmt: skip
+    rec = loader()
+    point = rec.operating_point()
+    if point != "published":
+        print(f"{PROG}: note: fast operating point {point}: readings differ from the published model's", file=sys.stderr)
+    if rec.random_weights:
+        print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
+    if args.ray is None:
+        summary = run_batch(rec, items, args.out, options=batch)
+    else:
+        from .batch_ray import RayOptions, run_batch_ray
+
+        ray_options = RayOptions(
+            address=None if args.ray == "local" else args.ray, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+            local_cpus=args.ray_cpus,
+        )  # fmt: skip
+        summary = run_batch_ray(
+            loader, items, args.out, labels=rec.labels, model_id=rec.model_id, operating_point=point,
+            max_duration_s=options.max_duration_s, ray_options=ray_options, options=batch,
+        )  # fmt: skip
+    print(
+        f"{PROG}: {summary.out}: {summary.written} recording(s) written ({summary.failed} with an error), "
+        f"{summary.skipped} already there; {summary.audio_s / 3600:.3f} h of audio in {summary.wall_s:.1f} s "
+        f"({summary.recordings_per_hour:.0f} recordings/h, {summary.audio_hours_per_hour:.1f} audio h/h)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _load(args: argparse.Namespace, options=None):
