@@ -11,6 +11,7 @@ Requires the `ray` extra: pip install 'emotion-tool[ray]'.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,14 @@ class RayOptions:
             raise ValueError("cpus_per_actor must be positive and items_per_actor_call at least 1")
 
 
-def _ray():
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray advertises and binds 127.0.0.1, as on macOS
+
+
+def _ray(*, local: bool = False):
+    if local and "ray" not in sys.modules:
+        # Read once when Ray is imported; without it Ray swaps 127.0.0.1 for the machine's
+        # reachable address and a local instance listens on the network.
+        os.environ.setdefault(_LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError as e:
@@ -63,7 +71,7 @@ def _ray():
 def connect(options: RayOptions) -> bool:
     """Joins the cluster at `options.address` or starts a local one (loopback only, no dashboard).
     Returns True when this call started Ray (the caller shuts it down)."""
-    ray = _ray()
+    ray = _ray(local=not options.address)
     if ray.is_initialized():
         return False
     if options.address:
@@ -73,6 +81,7 @@ def connect(options: RayOptions) -> bool:
     return True
 
 
+_DECODE_MEMORY_BYTES = 256 * 2**20  # a decoding task holds one recording: an hour at 16 kHz float32 is 230 MB
 _ITEM_FIELDS = ("audio", "start_s", "end_s", "label", "line")
 
 
@@ -131,7 +140,7 @@ def run_batch_ray(
         ray_options: cluster address and actor pool.
         options: part size and progress (workers and prefetch are Ray's to decide here).
     """
-    ray = _ray()
+    ray = _ray(local=not ray_options.address)
     started = time.perf_counter()
     writer = TableWriter(out, labels=labels, rows_per_part=options.rows_per_part)
     started_ray = False
@@ -149,13 +158,15 @@ def run_batch_ray(
             actors = ray_options.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
             source = [{k: getattr(it, k) if k != "audio" else str(it.audio) for k in _ITEM_FIELDS} for it in todo]
             ds = ray.data.from_items(source, override_num_blocks=max(1, min(len(source), 4 * actors * 8)))
-            ds = ds.map(_decode_row, fn_kwargs={"max_duration_s": max_duration_s}, num_cpus=1)
+            # A memory reservation of its own keeps decoding in CPU tasks: Ray Data would otherwise fuse it
+            # into the actors, which would then decode and compute in turn.
+            ds = ds.map(_decode_row, fn_kwargs={"max_duration_s": max_duration_s}, num_cpus=1, memory=_DECODE_MEMORY_BYTES)
             ds = ds.map_batches(
                 _Analyzer,
                 fn_constructor_kwargs={"loader": loader},
                 batch_size=ray_options.items_per_actor_call,
                 batch_format="pyarrow",
-                concurrency=actors,
+                compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=ray_options.cpus_per_actor,
                 num_gpus=gpus_per_actor,
             )
