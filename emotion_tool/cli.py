@@ -7,7 +7,6 @@
     emotion-tool calibrate MANIFEST --model DIR   # calibrated confidence and an uncertain threshold
     emotion-tool eval MANIFEST --model DIR [--calibration DIR/calibration.json]
     emotion-tool batch MANIFEST_OR_PATHS... --out readings.parquet [--ray [ADDRESS]]   # archives, resumable
->>>>>>> 217b4e6 (Batch analysis: resumable Parquet/JSON Lines tables, decoding in worker processes, Ray Data path)
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
 """
