@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer
     from .results import EmotionAnalysis
 
-__all__ = ["BatchOptions", "BatchSummary", "collect_items", "run_batch", "item_key"]
+__all__ = ["BatchOptions", "BatchSummary", "collect_items", "run_batch", "read_table", "item_key"]
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 OUT_SUFFIXES = (".parquet", ".jsonl")
@@ -407,7 +407,7 @@ def run_batch(
         writer.check_compatible(model_id=rec.model_id, operating_point=rec.operating_point())
         todo, total, skipped = pending_items(items, writer)
         max_s = rec.options.max_duration_s
-        bar = progress_bar(len(todo), skipped, enabled=options.progress)
+        bar = ThroughputBar(len(todo), skipped, enabled=options.progress)
         failed, audio_s = 0, 0.0
         for item, decoded in _decoded(todo, max_s, options):
             rows = analyze_item(rec, item, decoded)
@@ -451,7 +451,7 @@ def _decoded(todo: list[ManifestItem], max_s: float, options: BatchOptions):
             yield item, decoded
 
 
-class progress_bar:
+class ThroughputBar:
     """Recordings done, recordings/s, audio hours per hour and the time left, on stderr (tqdm)."""
 
     def __init__(self, total: int, skipped: int, *, enabled: bool):

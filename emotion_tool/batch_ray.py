@@ -28,7 +28,7 @@ from .batch import (
     _decode_or_error,
     analyze_item,
     pending_items,
-    progress_bar,
+    ThroughputBar,
 )
 from .data import ManifestItem
 
@@ -157,7 +157,8 @@ def run_batch_ray(
             gpus_per_actor = ray_options.gpus_per_actor if ray_options.gpus_per_actor is not None else (1.0 if gpus else 0.0)
             actors = ray_options.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
             source = [{k: getattr(it, k) if k != "audio" else str(it.audio) for k in _ITEM_FIELDS} for it in todo]
-            ds = ray.data.from_items(source, override_num_blocks=max(1, min(len(source), 4 * actors * 8)))
+            # A block per actor call: decoding tasks then hand the actors whole batches.
+            ds = ray.data.from_items(source, override_num_blocks=-(-len(source) // ray_options.items_per_actor_call))
             # A memory reservation of its own keeps decoding in CPU tasks: Ray Data would otherwise fuse it
             # into the actors, which would then decode and compute in turn.
             ds = ds.map(_decode_row, fn_kwargs={"max_duration_s": max_duration_s}, num_cpus=1, memory=_DECODE_MEMORY_BYTES)
@@ -170,7 +171,7 @@ def run_batch_ray(
                 num_cpus=ray_options.cpus_per_actor,
                 num_gpus=gpus_per_actor,
             )
-            bar = progress_bar(len(todo), skipped, enabled=options.progress)
+            bar = ThroughputBar(len(todo), skipped, enabled=options.progress)
             held: dict[str, list[dict[str, Any]]] = {}
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 for row in batch.to_pylist():
