@@ -54,7 +54,7 @@ def run_one(config: dict) -> dict:
 
     loader = functools.partial(EmotionRecognizer.from_pretrained, config["model"], device="cpu")
     items = collect_items(config["clips"])
-    options = BatchOptions(workers=config.get("workers", 0), progress=False)
+    options = BatchOptions(workers=config.get("workers", 0), threads=config.get("threads"), progress=False)
     if config["engine"] == "local":
         summary = run_batch(loader(), items, config["out"], options=options)
     else:
@@ -96,6 +96,8 @@ def main() -> int:
         {"name": "local, decoding in the model's process", "engine": "local", "workers": 0},
         {"name": "local, 1 decoding worker", "engine": "local", "workers": 1},
         {"name": "local, 2 decoding workers", "engine": "local", "workers": 2},
+        {"name": "local, 1 decoding worker, 1 torch thread", "engine": "local", "workers": 1, "threads": 1},
+        {"name": "local, 2 decoding workers, 1 torch thread", "engine": "local", "workers": 2, "threads": 1},
     ]
     if not args.no_ray:
         configs += [
@@ -114,7 +116,7 @@ def main() -> int:
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"configuration {c['name']!r} failed")
-            r = {"name": c["name"], **{k: c[k] for k in ("engine", "workers", "actors", "cpus_per_actor") if k in c}, **json.loads(proc.stdout.splitlines()[-1])}
+            r = {"name": c["name"], **{k: c[k] for k in ("engine", "workers", "threads", "actors", "cpus_per_actor") if k in c}, **json.loads(proc.stdout.splitlines()[-1])}
             results.append(r)
             base = results[0]["recordings_per_hour"]
             print(

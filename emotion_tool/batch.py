@@ -48,11 +48,14 @@ class BatchOptions:
     workers: int = 1  # decoding processes; 0 decodes in the model's process (no overlap)
     prefetch: int = 8  # decoded recordings that may wait for the model (bounds memory: each is its full waveform)
     rows_per_part: int = 64  # Parquet: recordings per part file, i.e. at most this many are lost to a kill; JSON Lines flushes every recording
+    threads: int | None = None  # torch threads for the model during the run; None keeps torch's (all cores). With workers on a CPU-only machine, cores minus workers avoids oversubscription (readings then differ from a default-thread `analyze` by float rounding only)
     progress: bool = True  # a progress bar on stderr with recordings/s, audio hours per hour and the time left
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (decode in the model's process) or more, got {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1 (or None for torch's default), got {self.threads}")
         if self.prefetch < 1 or self.rows_per_part < 1:
             raise ValueError(f"prefetch and rows_per_part must be at least 1, got {self.prefetch} and {self.rows_per_part}")
 
@@ -400,9 +403,14 @@ def run_batch(
     Raises:
         ValueError: `out` has another format, or holds readings of another model or operating point.
     """
+    import torch
+
     rec = loader if hasattr(loader, "analyze") else loader()
     started = time.perf_counter()
     writer = TableWriter(out, labels=rec.labels, rows_per_part=options.rows_per_part)
+    threads = torch.get_num_threads()
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
     try:
         writer.check_compatible(model_id=rec.model_id, operating_point=rec.operating_point())
         todo, total, skipped = pending_items(items, writer)
@@ -418,6 +426,7 @@ def run_batch(
         bar.close()
     finally:
         writer.close()
+        torch.set_num_threads(threads)
     return BatchSummary(
         out=Path(out), items=total, skipped=skipped, written=len(todo), failed=failed, audio_s=audio_s,
         wall_s=time.perf_counter() - started,

@@ -118,6 +118,8 @@ def _add_batch(sub) -> None:
     p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--workers", type=int, default=1, help="decoding processes beside the model's (default 1; 0: none)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the model (default: torch's, all cores); on a CPU-only machine, cores minus --workers")
     p.add_argument("--prefetch", type=int, default=8, help="decoded recordings that may wait for the model (default 8)")
     p.add_argument("--rows-per-part", type=int, default=64, help="Parquet: recordings per part file, the most a kill loses (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -145,7 +147,7 @@ def _batch(args: argparse.Namespace) -> int:
         trace=args.trace, window_s=args.window_s, hop_s=args.hop_s, min_confidence=args.min_confidence,
         max_duration_s=args.max_duration, batch_size=args.batch_size, context=args.context, trace_mode=args.trace_mode,
     )  # fmt: skip
-    batch = BatchOptions(workers=args.workers, prefetch=args.prefetch, rows_per_part=args.rows_per_part, progress=not args.no_progress)
+    batch = BatchOptions(workers=args.workers, threads=args.threads, prefetch=args.prefetch, rows_per_part=args.rows_per_part, progress=not args.no_progress)
     items = collect_items(args.inputs)
     model = args.model
     if model is not None and Path(model).expanduser().is_dir():

@@ -57,5 +57,5 @@ def test_batch_script_runs_on_a_tiny_network(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert [r["workers"] for r in report["results"]] == [0, 1, 2]
+    assert [r["workers"] for r in report["results"]] == [0, 1, 2, 1, 2]
     assert all(r["recordings"] == 2 and r["failed"] == 0 and r["audio_s"] > 1 for r in report["results"])
