@@ -113,6 +113,7 @@ class EmotionPerceptionNode:
             source="audio",
             speech_s=analysis.speech_s,
             random_weights=analysis.random_weights,
+            calibration=analysis.calibration,
             notes=analysis.warnings,
         )
 

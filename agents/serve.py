@@ -4,6 +4,7 @@ Configuration comes from the environment, read when the server first builds the 
 import:
 
 - $EMOTION_TOOL_MODEL: the checkpoint (default MERaLiON/MERaLiON-SER-v1).
+- $EMOTION_TOOL_CALIBRATION: a calibration.json from `emotion-tool calibrate`; unset: none.
 - $EMOTION_TOOL_AGENT_LLM: a "provider:model" chat model for init_chat_model; unset: the offline
   responder.
 - $EMOTION_TOOL_AGENT_LLM_FACTORY: instead, "package.module:function", a function of no arguments
@@ -30,6 +31,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agents.graph import build_empathic_agent
 
 LLM_ENV_VAR = "EMOTION_TOOL_AGENT_LLM"
+CALIBRATION_ENV_VAR = "EMOTION_TOOL_CALIBRATION"
 LLM_FACTORY_ENV_VAR = "EMOTION_TOOL_AGENT_LLM_FACTORY"
 
 _lock = threading.Lock()  # the first callers may arrive together; the weights load once
@@ -73,7 +75,8 @@ def build_graph() -> CompiledStateGraph:
         if _graph is None:
             from emotion_tool import EmotionRecognizer
 
-            recognizer = EmotionRecognizer.from_pretrained()  # $EMOTION_TOOL_MODEL or the published model
+            # $EMOTION_TOOL_MODEL or the published model
+            recognizer = EmotionRecognizer.from_pretrained(calibration=os.environ.get(CALIBRATION_ENV_VAR) or None)
             graph = build_empathic_agent(recognizer, chat_model=chat_model_from_env(), checkpointer=False, store=False)
             attrs = {k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_serde_allowlist")}
             _graph = _ServedGraph(**attrs)

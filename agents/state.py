@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from emotion_tool.empathy import StrategyName
-from emotion_tool.results import EmotionReading
+from emotion_tool.results import CalibrationNote, EmotionReading
 
 """Dialogue strategies the planner chooses from."""
 
@@ -55,6 +55,9 @@ class EmotionTurn(BaseModel):
     )
     speech_s: float | None = Field(default=None, description="Seconds of detected speech; null unless analysed here")
     random_weights: bool = Field(default=False, description="True when a random-weight test model read the audio")
+    calibration: CalibrationNote | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="The calibration the reading's probabilities went through; absent: none"
+    )
     transcript: str | None = Field(default=None, description="The user's words, when known")
     notes: list[str] = Field(default_factory=list, description="Caveats about this reading, or why there is none")
 

@@ -25,15 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--window-s", type=float, default=2.0, help="trace window, seconds (default 2)")
     p.add_argument("--hop-s", type=float, default=1.0, help="trace hop, seconds (default 1)")
+    p.add_argument("--calibration", metavar="FILE", default=None, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, named in the readings")
     p.add_argument("--out", metavar="FILE.png", help="where to draw the trace (default: <name>_trace.png here)")
     args = p.parse_args(argv)
     return run_command(PROG, lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device, calibration=args.calibration)
     analysis = recognizer.analyze(args.path, trace=True, window_s=args.window_s, hop_s=args.hop_s)
     print(f"{analysis.source}: {analysis.duration_s:.1f} s, {analysis.speech_s:.1f} s of speech")
+    if analysis.calibration is not None:
+        print(f"calibrated with {analysis.calibration.source} (sha256 {analysis.calibration.sha256}, fitted on {analysis.calibration.fitted_on})")
     print(f"overall: {analysis.summary.describe()}")
     for segment in analysis.segments:
         text = segment.reading.describe() if segment.reading is not None else "(too little speech to read)"

@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("turns", nargs="+", type=Path, metavar="TURN", help="audio files, one per user turn, in order")
     p.add_argument("--model", help=f"Hub id or checkpoint directory (default: ${MODEL_ENV_VAR} or {DEFAULT_MODEL_ID})")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--calibration", metavar="FILE", default=None, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, named in the readings")
     p.add_argument("--thread", help="conversation thread id (default: a new one, printed)")
     p.add_argument("--db", type=Path, help="SQLite file the conversation is kept in (default: see above)")
     p.add_argument("--llm", metavar="PROVIDER:MODEL", help="chat model for init_chat_model, e.g. openai:gpt-4o-mini")
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
         transcriber = WhisperTranscriber(args.stt)
 
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device, calibration=args.calibration)
     db = args.db or default_db_path()
     checkpointer = sqlite_checkpointer(db)
     graph = build_empathic_agent(
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     )
     thread = args.thread or f"demo-{uuid.uuid4().hex[:8]}"
     print(f"model:  {recognizer.model_id}")
+    if recognizer.calibration is not None:
+        print(f"calibration: {recognizer.info().calibration.source} (sha256 {recognizer.calibration.digest()})")
     if recognizer.random_weights:
         print("NOTE:   this checkpoint has RANDOM WEIGHTS (a test model): the readings are random and mean nothing.")
     print(f"thread: {thread}  (kept in {db})")

@@ -35,11 +35,13 @@ def _server_command() -> tuple[str, list[str]]:
     return (found, []) if found else (sys.executable, ["-m", "mcp_server"])
 
 
-async def run(audio: Path, *, model: str | None, device: str, trace: bool, stream: bool) -> None:
+async def run(audio: Path, *, model: str | None, device: str, trace: bool, stream: bool, calibration: Path | None = None) -> None:
     command, prefix = _server_command()
     args = [*prefix, "--allow-dir", str(audio.parent), "--device", device]
     if model:
         args += ["--model", model]
+    if calibration:
+        args += ["--calibration", str(calibration)]
     print(f"starting: {command} {' '.join(args)}")
     async with Client(StdioServerParameters(command=command, args=args)) as client:
         tools = (await client.list_tools()).tools
@@ -61,6 +63,8 @@ async def run(audio: Path, *, model: str | None, device: str, trace: bool, strea
             return
         analysis = EmotionAnalysis.model_validate(result.structured_content)
         print(f"  {analysis.duration_s:.1f} s, {analysis.speech_ratio:.0%} speech, model {analysis.model_id}")
+        if analysis.calibration is not None:
+            print(f"  calibrated with {analysis.calibration.source} (sha256 {analysis.calibration.sha256})")
         print(f"  summary: {analysis.summary.describe()}")
         for segment in analysis.segments:
             reading = segment.reading.describe() if segment.reading else "(no speech)"
@@ -100,12 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="Hub id or checkpoint directory for the server")
     p.add_argument("--device", default="auto", help="the server's device (default: auto)")
     p.add_argument("--trace", action="store_true", help="also read 2-s windows every second")
+    p.add_argument("--calibration", type=Path, default=None, help="the server's calibration.json (from `emotion-tool calibrate`)")
     p.add_argument("--stream", action="store_true", help="send the file as live speech through a streaming session")
     args = p.parse_args(argv)
     audio = args.audio.expanduser().resolve()
     if not audio.is_file():
         p.error(f"{args.audio}: no such file")
-    anyio.run(lambda: run(audio, model=args.model, device=args.device, trace=args.trace, stream=args.stream))
+    anyio.run(lambda: run(audio, model=args.model, device=args.device, trace=args.trace, stream=args.stream, calibration=args.calibration))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Command-line arguments the commands share, declared once; their defaults come from the option objects.
 
-`emotion-tool analyze|agree|info|eval`, `emotion-mcp` and the demos all take a model the same way.
+`emotion-tool analyze|agree|info|eval|calibrate|batch`, `emotion-mcp` and the demos all take a model
+(and a calibration) the same way; `eval` and `calibrate` read a manifest the same way.
 Imports nothing heavy, so `--help` stays fast.
 """
 
@@ -8,14 +9,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
-from .options import AnalysisOptions, LoadOptions
+from .options import AnalysisOptions, EvaluationOptions, LoadOptions
 
 _Options = TypeVar("_Options")
 
-__all__ = ["add_model_args", "add_trace_args", "add_context_arg", "load_options", "options_from_args"]
+__all__ = [
+    "add_model_args",
+    "add_calibration_arg",
+    "add_trace_args",
+    "add_context_arg",
+    "add_reading_args",
+    "load_options",
+    "options_from_args",
+]
+
+_CALIBRATION_HELP = "a calibration.json from `emotion-tool calibrate`: calibrated probabilities and its uncertain threshold"
 
 
 def add_model_args(
@@ -58,6 +70,24 @@ def add_model_args(
         )
 
 
+def add_calibration_arg(p: argparse.ArgumentParser | Any, *, help: str = _CALIBRATION_HELP) -> None:
+    """Adds --calibration FILE (default: none, the network's own probabilities)."""
+    p.add_argument("--calibration", type=Path, default=LoadOptions.calibration, metavar="FILE", help=help)
+
+
+def add_reading_args(p: argparse.ArgumentParser | Any, defaults: EvaluationOptions = EvaluationOptions()) -> None:
+    """The arguments `eval` and `calibrate` share: the manifest, the model and its operating point, how items are cut."""
+    p.add_argument("manifest", type=Path, metavar="MANIFEST", help="labelled data, .csv or .jsonl (see the training section of the README)")
+    add_model_args(p)
+    add_context_arg(p)
+    p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
+    p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
+    p.add_argument("--segment-s", type=float, default=defaults.segment_s, help="fine-grained segment length, seconds (default %(default)g)")
+    p.add_argument("--min-segment-s", type=float, default=defaults.min_segment_s, help="leave out last pieces shorter than this, seconds (default %(default)g)")
+    p.add_argument("--merge-max-s", type=float, default=defaults.merge_max_s, help="read items up to this whole; split longer ones (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="segments per forward pass (default %(default)d)")
+
+
 def add_trace_args(p: argparse.ArgumentParser | Any, defaults: AnalysisOptions = AnalysisOptions()) -> None:
     """Adds --window-s and --hop-s, the trace's window and hop."""
     p.add_argument("--window-s", type=float, default=defaults.window_s, help="trace window, seconds (default %(default)g)")
@@ -82,6 +112,7 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         dtype=getattr(args, "dtype", LoadOptions.dtype),
         offline=getattr(args, "offline", LoadOptions.offline),
         quantize=getattr(args, "quantize", LoadOptions.quantize),
+        calibration=getattr(args, "calibration", LoadOptions.calibration),
     )
 
 

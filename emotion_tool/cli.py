@@ -4,7 +4,9 @@
     emotion-tool info
     emotion-tool agree clip.wav           # deviation and speed-up of the fast operating points
     emotion-tool train CONFIG.toml        # fine-tune (LoRA on the encoder, the paper's recipe)
-    emotion-tool eval MANIFEST --model DIR
+    emotion-tool calibrate MANIFEST --model DIR   # calibrated confidence and an uncertain threshold
+    emotion-tool eval MANIFEST --model DIR [--calibration DIR/calibration.json]
+    emotion-tool batch MANIFEST_OR_PATHS... --out readings.parquet [--ray [ADDRESS]]   # archives, resumable
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
 """
@@ -18,10 +20,21 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .arguments import add_context_arg, add_model_args, add_trace_args, load_options, options_from_args
-from .options import FAST_POINTS, AnalysisOptions, EvaluationOptions
+from .arguments import (
+    add_calibration_arg,
+    add_context_arg,
+    add_model_args,
+    add_reading_args,
+    add_trace_args,
+    load_options,
+    options_from_args,
+)
+from .options import FAST_POINTS, AnalysisOptions, CalibrationOptions, EvaluationOptions
 
 PROG = "emotion-tool"
+
+
+_MIN_CONFIDENCE_HELP = "flag readings below this as uncertain (default 0.5, or the calibration's fitted threshold)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,11 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="analyse audio files", description="Analyse one or more audio files.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (wav, flac, ogg, mp3, ...)")
     add_model_args(p)
+    add_calibration_arg(p)
     p.add_argument("--trace", action="store_true", help="also read windows of --window-s every --hop-s")
     add_trace_args(p, d)
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
-    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help="flag readings below this as uncertain (default %(default)g)")
+    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=_MIN_CONFIDENCE_HELP)
     p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
@@ -52,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files")
     add_model_args(p)
+    add_calibration_arg(p)
     p.add_argument("--points", default=",".join(FAST_POINTS), help=f"comma-separated (default {','.join(FAST_POINTS)})")
     add_trace_args(p, d)
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -59,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show the model, its labels and the device")
     add_model_args(p)
+    add_calibration_arg(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_info)
 
@@ -75,40 +91,150 @@ def _parser() -> argparse.ArgumentParser:
 
     add_train(sub)
     add_eval_subcommand(sub)
+    add_calibrate_subcommand(sub)
+    _add_batch(sub)
     return parser
 
 
 def add_eval_subcommand(subparsers: Any, func: Callable[[argparse.Namespace], int] | None = None) -> None:
-    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] ...` to an argparse subparsers object.
+    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] [--calibration FILE] ...` to an argparse subparsers object.
 
     `func` runs the command (default: `evaluate.run`, imported when the command runs).
     """
     d = EvaluationOptions()
     p = subparsers.add_parser(
         "eval",
-        help="score a model on a labelled manifest (UAR, recall, confusion, CCC)",
-        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language.",
+        help="score a model on a labelled manifest (UAR, recall, confusion, CCC, calibration, intervals)",
+        description="Score a model with the MERaLiON-SER protocol: 2-s segments and whole utterances up to 15 s, per language; "
+        "with expected calibration error, a reliability diagram and bootstrap confidence intervals.",
     )
-    p.add_argument("manifest", type=Path, metavar="MANIFEST", help="labelled data, .csv or .jsonl (see the training section of the README)")
-    add_model_args(p)
-    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the confusion PNGs (default: eval-<manifest name>)")
-    add_context_arg(p)
-    p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
-    p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
+    add_reading_args(p, d)
+    p.add_argument("--out", type=Path, default=None, help="folder for report.json and the PNGs (default: eval-<manifest name>)")
+    add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: scores use calibrated probabilities; ECE before and after")
     p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="both", help="which reading to score (default both)")
-    p.add_argument("--segment-s", type=float, default=d.segment_s, help="fine-grained segment length, seconds (default %(default)g)")
-    p.add_argument("--min-segment-s", type=float, default=d.min_segment_s, help="leave out last pieces shorter than this, seconds (default %(default)g)")
-    p.add_argument("--merge-max-s", type=float, default=d.merge_max_s, help="read items up to this whole; split longer ones (default %(default)g)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="segments per forward pass (default %(default)d)")
+    p.add_argument("--bins", type=int, default=d.bins, help="equal-width confidence bins for ECE (default %(default)d)")
+    p.add_argument("--bootstrap", type=int, default=d.bootstrap, help="resamples for confidence intervals of UAR and CCC (default %(default)d; 0: none)")
+    p.add_argument("--level", type=float, default=d.level, help="coverage of the confidence intervals (default %(default)g)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the bootstrap (default %(default)d)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (the files are written either way)")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrices and reliability diagrams")
     p.set_defaults(func=func or _eval)
+
+
+def add_calibrate_subcommand(subparsers: Any, func: Callable[[argparse.Namespace], int] | None = None) -> None:
+    """Adds `calibrate MANIFEST --model ID_OR_DIR [--target-precision P] [--out FILE]`.
+
+    `func` runs the command (default: `calibration.run`, imported when the command runs).
+    """
+    d = CalibrationOptions()
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit a temperature (and per-class bias) and an uncertain threshold on a labelled manifest",
+        description="Fit calibrated confidence on development data read as `eval` reads it, at the chosen operating point.",
+    )
+    add_reading_args(p)
+    p.add_argument("--out", type=Path, default=None, help="where to write it (default: calibration.json in the checkpoint directory, "
+                   "or here for a Hub id)")  # fmt: skip
+    p.add_argument("--target-precision", type=float, default=d.target_precision,
+                   help="choose the uncertain threshold so that unflagged readings are right this often (default %(default)g; 0 to keep 0.5)")
+    p.add_argument("--no-bias", action="store_true", help="fit the temperature only")
+    p.add_argument("--min-per-class", type=int, default=d.min_per_class, help="segments of every label needed to fit a bias (default %(default)d)")
+    p.add_argument("--protocol", choices=("segments", "utterances", "both"), default="utterances",
+                   help="which reading of the items to fit on (default utterances: whole items, as `analyze` reads them)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=func or _calibrate)
+
+
+def _add_batch(sub) -> None:
+    d = AnalysisOptions()
+    p = sub.add_parser(
+        "batch",
+        help="analyse an archive into a Parquet or JSON Lines table (resumable; locally or on Ray)",
+        description="Analyse many recordings into one table: a row per recording (and, with --trace, per trace "
+        "segment). A rerun skips recordings already in the table. Unreadable items get a row with an error.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="a manifest (.csv/.tsv/.jsonl; labels optional), or audio files, folders, globs")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the table: .parquet or .jsonl (by its extension)")
+    add_model_args(p)
+    p.add_argument("--trace", action="store_true", help="also a row per trace window of --window-s every --hop-s")
+    add_trace_args(p, d)
+    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=_MIN_CONFIDENCE_HELP)
+    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes beside the model's (default 1; 0: none)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the model (default: torch's, all cores); on a CPU-only machine, cores minus --workers")
+    p.add_argument("--prefetch", type=int, default=8, help="decoded recordings that may wait for the model (default 8)")
+    p.add_argument("--rows-per-part", type=int, default=64, help="Parquet: recordings per part file, the most a kill loses (default 64)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("Ray (pip install 'emotion-tool[ray]')")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run on Ray: a cluster address (auto, host:6379, ray://host:10001), or none to start one here")
+    ray.add_argument("--actors", type=int, default=None, help="model actors (default: one per GPU, else 1)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each model actor reserves (default 1)")
+    ray.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
+    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
+    add_context_arg(fast, d)
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=d.trace_mode,
+                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")
+    p.set_defaults(func=_batch)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from .evaluate import run
 
     return run(args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibration import run
+
+    return run(args)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    import functools
+
+    from .batch import BatchOptions, collect_items, run_batch
+    from .recognizer import EmotionRecognizer
+
+    options = options_from_args(AnalysisOptions, args)
+    batch = BatchOptions(workers=args.workers, threads=args.threads, prefetch=args.prefetch, rows_per_part=args.rows_per_part, progress=not args.no_progress)
+    items = collect_items(args.inputs)
+    o = load_options(args)
+    model = o.model
+    if model is not None and Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())  # Ray actors may start in another directory
+    loader = functools.partial(
+        EmotionRecognizer.from_pretrained, model, device=o.device, dtype=o.dtype, options=options,
+        local_files_only=o.offline, quantize=o.quantize,
+    )  # fmt: skip
+    rec = loader()
+    point = rec.operating_point()
+    if point != "published":
+        print(f"{PROG}: note: fast operating point {point}: readings differ from the published model's", file=sys.stderr)
+    if rec.random_weights:
+        print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
+    if args.ray is None:
+        summary = run_batch(rec, items, args.out, options=batch)
+    else:
+        from .batch_ray import RayOptions, run_batch_ray
+
+        ray_options = RayOptions(
+            address=None if args.ray == "local" else args.ray, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+            local_cpus=args.ray_cpus,
+        )  # fmt: skip
+        summary = run_batch_ray(
+            loader, items, args.out, labels=rec.labels, model_id=rec.model_id, operating_point=point,
+            max_duration_s=options.max_duration_s, ray_options=ray_options, options=batch,
+        )  # fmt: skip
+    print(
+        f"{PROG}: {summary.out}: {summary.written} recording(s) written ({summary.failed} with an error), "
+        f"{summary.skipped} already there; {summary.audio_s / 3600:.3f} h of audio in {summary.wall_s:.1f} s "
+        f"({summary.recordings_per_hour:.0f} recordings/h, {summary.audio_hours_per_hour:.1f} audio h/h)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _load(args: argparse.Namespace, options: AnalysisOptions | None = None):
@@ -122,6 +248,7 @@ def _load(args: argparse.Namespace, options: AnalysisOptions | None = None):
         options=options or AnalysisOptions(),
         local_files_only=o.offline,
         quantize=o.quantize,
+        calibration=o.calibration,
     )
 
 
@@ -239,6 +366,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"device      {info.device} ({info.dtype})")
     print(f"parameters  {info.parameters:,}")
     print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s, zero-padded to {info.max_window_s:g} s")
+    if info.calibration is not None:
+        c = info.calibration
+        print(f"calibration {c.source} (sha256 {c.sha256}): temperature {c.temperature:.4g}{', per-class bias' if c.bias else ''}, "
+              f"fitted on {c.fitted_on} for {c.fitted_for}")  # fmt: skip
     return 0
 
 

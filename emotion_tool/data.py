@@ -88,6 +88,8 @@ class ManifestOptions:
     dim_scale: tuple[float, float] = (0.0, 1.0)  # scale of valence/arousal/dominance in the manifest, mapped to 0..1
     labels: tuple[str, ...] = LABELS  # the model's labels; every row must map to one of them
     check_audio: bool = True  # open every file's header: decodable, and start/end within its duration
+    require_label: bool = True  # False: rows without a label are kept with label None (analysis, not scoring)
+    require_files: bool = True  # False: missing files are kept, for the reader to report per item (batch analysis)
 
     def __post_init__(self) -> None:
         lo, hi = self.dim_scale
@@ -109,7 +111,7 @@ class ManifestItem(BaseModel):
     audio: Path = Field(description="Absolute path of the audio file")
     start_s: float | None = Field(default=None, description="Start in the file, seconds; None = 0")
     end_s: float | None = Field(default=None, description="End in the file, seconds; None = the file's end")
-    label: str = Field(description="One of the model's labels")
+    label: str | None = Field(description="One of the model's labels; None where the manifest gives none (require_label=False)")
     dims: tuple[float | None, float | None, float | None] = Field(
         default=(None, None, None), description="Valence, arousal, dominance in 0..1; None where not annotated"
     )
@@ -148,7 +150,7 @@ def read_manifest(path: str | Path, *, options: ManifestOptions = ManifestOption
     if not path.is_file():
         raise ValueError(f"manifest {path} does not exist; give a .csv or .jsonl file")
     data = path.read_bytes()
-    rows = _parse_rows(path, data)
+    rows = _parse_rows(path, data, options)
     problems: list[str] = []
     items: list[ManifestItem] = []
     dropped = 0
@@ -170,7 +172,7 @@ def read_manifest(path: str | Path, *, options: ManifestOptions = ManifestOption
     return Manifest(path=path.resolve(), sha256=hashlib.sha256(data).hexdigest(), items=items, dropped=dropped)
 
 
-def _parse_rows(path: Path, data: bytes) -> list[tuple[int, dict[str, Any]]]:
+def _parse_rows(path: Path, data: bytes, options: ManifestOptions) -> list[tuple[int, dict[str, Any]]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -200,7 +202,8 @@ def _parse_rows(path: Path, data: bytes) -> list[tuple[int, dict[str, Any]]]:
             rows.append((reader.line_num, {k: v for k, v in row.items() if k is not None}))
     else:
         raise ValueError(f"manifest {path} must end in .csv, .tsv or .jsonl (got {path.suffix or 'no suffix'})")
-    missing = [f for f in REQUIRED_FIELDS if f not in present]
+    required = REQUIRED_FIELDS if options.require_label else tuple(f for f in REQUIRED_FIELDS if f != "label")
+    missing = [f for f in required if f not in present]
     if missing and rows:
         raise ValueError(
             f"manifest {path} lacks the column(s) {missing}; it has {sorted(present)}. "
@@ -258,7 +261,8 @@ def _parse_row(
     label: str | None = None
     raw_label = row.get("label")
     if _blank(raw_label):
-        problems.append("label is empty")
+        if options.require_label:
+            problems.append("label is empty")
     else:
         found, label = _resolve_label(raw_label, options)
         if not found:
@@ -277,7 +281,7 @@ def _parse_row(
         if not audio.is_absolute():
             audio = manifest.parent / audio
         audio = audio.resolve()
-        if not audio.is_file():
+        if options.require_files and not audio.is_file():
             problems.append(f"audio file {audio} does not exist (relative paths start at the manifest's folder)")
             audio = None
 
@@ -315,7 +319,7 @@ def _parse_row(
 
     if problems:
         raise _RowError(problems)
-    assert audio is not None and label is not None
+    assert audio is not None and (label is not None or not options.require_label)
     text = {k: (None if _blank(row.get(k)) else str(row[k]).strip()) for k in ("language", "speaker")}
     return ManifestItem(
         audio=audio,

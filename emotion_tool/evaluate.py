@@ -12,7 +12,15 @@ the published operating point, unless the recognizer was built for a fast one. I
 the item's label and dimensions. The report records the model, the manifest's SHA-256 and the
 operating point.
 
-    emotion-tool eval MANIFEST --model ID_OR_DIR [--out DIR]
+Beside the scores: expected calibration error of the network's own probabilities and, with a
+calibration (`--calibration`), of the calibrated ones, with a reliability diagram; and bootstrap
+confidence intervals of UAR and CCC, resampling speakers when the manifest names them (items
+otherwise), so that two models or operating points can be compared with their uncertainty.
+
+    emotion-tool eval MANIFEST --model ID_OR_DIR [--out DIR] [--calibration FILE]
+
+One module past 500 lines, as whisper's transcribe.py: the protocol, its report and the command
+that prints it change together (`emotion-tool calibrate` reads manifests through the same code).
 """
 
 from __future__ import annotations
@@ -30,15 +38,17 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .arguments import load_options, options_from_args
+from .calibration import Calibration, ConfidenceReport, confidence_report
 from .config import DIMENSIONS, SAMPLE_RATE, default_model
 from .data import Manifest, ManifestOptions, class_balance, read_item_audio, read_manifest
-from .metrics import ClassificationScores, EmotionScores, emotion_scores
+from .metrics import ClassificationScores, EmotionScores, ScoreIntervals, bootstrap_intervals, emotion_scores
 from .options import AnalysisOptions, EvaluationOptions, Protocol
-from .recognizer import EmotionRecognizer
 from .plot import plot_confusion
-from .results import OperatingPoint
+from .recognizer import EmotionRecognizer
+from .results import CalibrationNote, OperatingPoint
 
-__all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
+__all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "read_segments", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
 
 GroupScores = EmotionScores
 """The scores of one group of segments (a language, or all): the one score type, under its former name."""
@@ -56,6 +66,8 @@ class ProtocolReport(BaseModel):
     languages: dict[str, EmotionScores] = Field(description="Per language (\"unspecified\" for items without one)")
     mean_uar_over_languages: float | None = Field(default=None, description="Mean of the 7-class UAR over languages")
     mean_uar4_over_languages: float | None = Field(default=None, description="Mean of the 4-class UAR over languages")
+    confidence: ConfidenceReport = Field(description="Calibration of the probabilities over all segments: ECE, NLL, reliability bins")
+    intervals: ScoreIntervals | None = Field(default=None, description="Bootstrap confidence intervals over all segments; null when not asked for")
 
 
 class ManifestRecord(BaseModel):
@@ -88,6 +100,9 @@ class EvaluationReport(BaseModel):
     created_at: str = Field(description="UTC time, ISO 8601")
     emotion_tool_version: str
     warnings: list[str] = Field(default_factory=list)
+    calibration: CalibrationNote | None = Field(
+        default=None, description="The calibration the scores' probabilities went through; null: the network's own"
+    )
 
 
 # --- planning segments --------------------------------------------------------------------------------
@@ -111,32 +126,36 @@ def _utterance_spans(n_samples: int, max_s: float) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-@dataclass
-class _Collected:
-    refs: list[int]
-    languages: list[str]
-    ref_dims: list[np.ndarray]
-    probs: list[np.ndarray]
-    dims: list[np.ndarray]
+@dataclass(frozen=True)
+class Segments:
+    """The segments of one protocol and the network's raw outputs on them, one row each."""
+
+    refs: np.ndarray  # (n,) reference label indices into the model's labels
+    languages: list[str]  # language group of each segment
+    clusters: list[str]  # speaker ("speaker:ID"), or item ("item:LINE") for items without a speaker
+    ref_dims: np.ndarray  # (n, 3) reference valence, arousal, dominance in 0..1; NaN where not annotated
+    logits: np.ndarray  # (n, K) categorical logits, before any calibration
+    dims: np.ndarray  # (n, 3) predicted valence, arousal, dominance
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A manifest read through the model: segments per protocol, and what to warn about."""
+
+    segments: dict[str, Segments]
+    merge_max_s: float  # the longest merged segment, cut to the model's window
+    window_s: float  # the model's window, seconds
+    warnings: list[str]
 
 
 # --- evaluation ----------------------------------------------------------------------------------------
 
 
-def evaluate(
-    recognizer: EmotionRecognizer,
-    manifest: Manifest,
-    *,
-    options: EvaluationOptions = EvaluationOptions(),
-    progress: bool = False,
-) -> EvaluationReport:
-    """Scores `recognizer` on a manifest with the paper's protocol.
-
-    Args:
-        recognizer: the model to score.
-        manifest: a validated manifest (`read_manifest`) whose labels are the model's labels.
-        options: segment lengths, protocols, batch size.
-        progress: a progress bar over items on stderr.
+def read_segments(
+    recognizer: EmotionRecognizer, manifest: Manifest, *, options: EvaluationOptions = EvaluationOptions(), progress: bool = False
+) -> Reading:
+    """Cuts every item into the segments of each protocol and reads them through the model at its
+    operating point (`EmotionRecognizer.logits_batch`): what `evaluate` scores and `calibrate` fits on.
 
     Raises:
         ValueError: the manifest names labels the model does not have.
@@ -159,22 +178,23 @@ def evaluate(
     if recognizer.random_weights:
         warnings.append("This checkpoint has random weights (a test model): the scores mean nothing.")
 
-    collected = {p: _Collected([], [], [], [], []) for p in options.protocols}
+    collected: dict[str, dict[str, list[Any]]] = {p: {k: [] for k in ("refs", "languages", "clusters", "ref_dims", "logits", "dims")} for p in options.protocols}
     pending: list[tuple[str, int, np.ndarray]] = []  # (protocol, item index, waveform)
     short = 0
 
     def flush() -> None:
         if not pending:
             return
-        readings = recognizer.classify_batch([w for _, _, w in pending])
-        for (protocol, i, _), r in zip(pending, readings):
+        out = recognizer.logits_batch([w for _, _, w in pending])
+        for (protocol, i, _), logits, dims in zip(pending, out.logits, out.dims):
             item = manifest.items[i]
             c = collected[protocol]
-            c.refs.append(labels.index(item.label))
-            c.languages.append(item.group)
-            c.ref_dims.append(np.array([np.nan if d is None else d for d in item.dims], dtype=np.float64))
-            c.probs.append(np.array([r.probabilities[lab] for lab in labels], dtype=np.float64))
-            c.dims.append(np.array([r.valence, r.arousal, r.dominance], dtype=np.float64))
+            c["refs"].append(labels.index(item.label))
+            c["languages"].append(item.group)
+            c["clusters"].append(f"speaker:{item.speaker}" if item.speaker else f"item:{item.line}")
+            c["ref_dims"].append([np.nan if d is None else d for d in item.dims])
+            c["logits"].append(logits)
+            c["dims"].append(dims)
         pending.clear()
 
     for i, item in enumerate(tqdm(manifest.items, desc="evaluating", unit="item", disable=not progress or None, file=sys.stderr)):
@@ -189,11 +209,62 @@ def evaluate(
     flush()
     if short:
         warnings.append(f"{short} item(s) last under {options.min_segment_s:g} s; readings of such short clips are unreliable.")
+    k, d = len(labels), len(DIMENSIONS)
+    segments = {
+        p: Segments(
+            refs=np.array(c["refs"], dtype=np.int64),
+            languages=c["languages"],
+            clusters=c["clusters"],
+            ref_dims=np.array(c["ref_dims"], dtype=np.float64).reshape(-1, d),
+            logits=np.array(c["logits"], dtype=np.float64).reshape(-1, k),
+            dims=np.array(c["dims"], dtype=np.float64).reshape(-1, d),
+        )
+        for p, c in collected.items()
+    }
+    return Reading(segments=segments, merge_max_s=merge_max_s, window_s=window_s, warnings=warnings)
 
+
+def evaluate(
+    recognizer: EmotionRecognizer,
+    manifest: Manifest,
+    *,
+    options: EvaluationOptions = EvaluationOptions(),
+    calibration: Calibration | None = None,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Scores `recognizer` on a manifest with the paper's protocol, with calibration and intervals.
+
+    Args:
+        recognizer: the model to score.
+        manifest: a validated manifest (`read_manifest`) whose labels are the model's labels.
+        options: segment lengths, protocols, batch size, bins and bootstrap.
+        calibration: scores use probabilities through it; default: the recognizer's, if it has one.
+            ECE is reported with and without it.
+        progress: a progress bar over items on stderr.
+
+    Raises:
+        ValueError: the manifest names labels the model does not have.
+        AudioError: an item's audio cannot be read.
+    """
+    reading = read_segments(recognizer, manifest, options=options, progress=progress)
+    labels, merge_max_s, window_s = recognizer.labels, reading.merge_max_s, reading.window_s
+    note = None
+    if calibration is None and recognizer.calibration is not None:
+        calibration, note = recognizer.calibration, recognizer.info().calibration
+    elif calibration is not None:
+        note = calibration.note()
+    if calibration is not None and calibration.labels != labels:
+        raise ValueError(f"the calibration was fitted for labels {calibration.labels}, but the model has {labels}")
+    speakers = any(it.speaker for it in manifest.items)
     reports = {
-        p: _protocol_report(p, collected[p], labels, options.segment_s if p == "segments" else merge_max_s)
+        p: _protocol_report(p, reading.segments[p], labels, options.segment_s if p == "segments" else merge_max_s, calibration, options, speakers)
         for p in options.protocols
     }
+    warnings = list(reading.warnings)
+    if calibration is not None and calibration.operating_point != recognizer.operating_point(trace=False):
+        warnings.append(f"The calibration was fitted at the {calibration.operating_point} operating point, not the one scored.")
+    if calibration is not None and calibration.fitted_on.sha256 == manifest.sha256:
+        warnings.append("The calibration was fitted on this same manifest: its ECE here is in-sample and flatters it.")
     return EvaluationReport(
         model_id=recognizer.model_id,
         random_weights=recognizer.random_weights,
@@ -214,6 +285,7 @@ def evaluate(
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         emotion_tool_version=_version(),
         warnings=warnings,
+        calibration=note,
     )
 
 
@@ -226,17 +298,23 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _group_scores(c: _Collected, rows: Sequence[int], labels: list[str]) -> EmotionScores:
-    y = [c.refs[i] for i in rows]
-    probs = np.array([c.probs[i] for i in rows]).reshape(len(rows), len(labels))
-    ref_dims = np.array([c.ref_dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
-    dims = np.array([c.dims[i] for i in rows]).reshape(len(rows), len(DIMENSIONS))
-    return emotion_scores(y, probs, dims, ref_dims, labels=labels)
+def _group_scores(c: Segments, probabilities: np.ndarray, rows: Sequence[int], labels: list[str]) -> EmotionScores:
+    rows = list(rows)
+    return emotion_scores(c.refs[rows].tolist(), probabilities[rows], c.dims[rows], c.ref_dims[rows], labels=labels)
 
 
-def _protocol_report(protocol: str, c: _Collected, labels: list[str], max_segment_s: float) -> ProtocolReport:
+def _protocol_report(
+    protocol: str,
+    c: Segments,
+    labels: list[str],
+    max_segment_s: float,
+    calibration: Calibration | None,
+    options: EvaluationOptions,
+    speakers: bool,
+) -> ProtocolReport:
+    probs = calibration.probabilities(c.logits) if calibration is not None else _softmax(c.logits)
     languages = sorted(set(c.languages))
-    per_language = {lang: _group_scores(c, [i for i, g in enumerate(c.languages) if g == lang], labels) for lang in languages}
+    per_language = {lang: _group_scores(c, probs, [i for i, g in enumerate(c.languages) if g == lang], labels) for lang in languages}
     uars = [g.seven_class.uar for g in per_language.values() if g.seven_class.uar is not None]
     uars4 = [g.four_class.uar for g in per_language.values() if g.four_class.uar is not None]
     several = len(per_language) > 1
@@ -248,11 +326,22 @@ def _protocol_report(protocol: str, c: _Collected, labels: list[str], max_segmen
             else f"whole utterances and merged segments: items read whole up to {max_segment_s:g} s, longer ones split evenly"
         ),
         max_segment_s=max_segment_s,
-        overall=_group_scores(c, range(len(c.refs)), labels),
+        overall=_group_scores(c, probs, range(len(c.refs)), labels),
         languages=per_language,
         mean_uar_over_languages=float(np.mean(uars)) if several and uars else None,
         mean_uar4_over_languages=float(np.mean(uars4)) if several and uars4 else None,
-    )
+        confidence=confidence_report(c.logits, c.refs, calibration, bins=options.bins),
+        intervals=bootstrap_intervals(
+            c.refs, probs, labels=labels, clusters=c.clusters, clustered_by="speaker" if speakers else "item",
+            dims=c.dims, ref_dims=c.ref_dims, dim_names=DIMENSIONS, resamples=options.bootstrap, level=options.level, seed=options.seed,
+        ) if options.bootstrap else None,
+    )  # fmt: skip
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 # --- output --------------------------------------------------------------------------------------------
@@ -306,13 +395,41 @@ def format_report(report: EvaluationReport) -> str:
             rows.append(["mean of languages", "", _pct(rep.mean_uar_over_languages), _pct(rep.mean_uar4_over_languages)] + ([""] * 3 if has_dims else []))
         lines += _table(rows)
         lines += ["", "confusion (all languages):", *_confusion_lines(rep.overall.seven_class)]
+        lines += _confidence_lines(rep)
     if report.warnings:
         lines += ["", *(f"warning: {w}" for w in report.warnings)]
     return "\n".join(lines)
 
 
+def _interval_text(i) -> str:
+    return "-" if i is None else f"{100 * i.estimate:.1f} % [{100 * i.low:.1f}, {100 * i.high:.1f}]"
+
+
+def _confidence_lines(rep: ProtocolReport) -> list[str]:
+    c = rep.confidence
+    raw = c.uncalibrated
+    lines = ["", f"confidence ({c.bins} equal-width bins): ECE {_pct(raw.ece)}, NLL {raw.nll:.3f}, mean confidence {_pct(raw.mean_confidence)}, "
+             f"accuracy {_pct(raw.accuracy)}"]  # fmt: skip
+    if c.calibrated is not None:
+        cal = c.calibrated
+        lines.append(f"calibrated: ECE {_pct(cal.ece)} (uncalibrated {_pct(raw.ece)}), NLL {cal.nll:.3f} (uncalibrated {raw.nll:.3f}), "
+                     f"mean confidence {_pct(cal.mean_confidence)}, accuracy {_pct(cal.accuracy)}")  # fmt: skip
+    if c.threshold is not None:
+        t = c.threshold
+        lines.append(f"uncertain below {t.threshold:.3f}: unflagged readings right {_pct(t.precision)} of the time, coverage {_pct(t.coverage)}")
+    if rep.intervals is not None:
+        iv = rep.intervals
+        ccc = "  ".join(f"CCC {d[:3]} {v.estimate:.3f} [{v.low:.3f}, {v.high:.3f}]" for d, v in iv.ccc.items() if v is not None)
+        lines.append(f"{100 * iv.level:g} % intervals ({iv.resamples} bootstrap resamples of {iv.clusters} {iv.clustered_by}s): "
+                     f"UAR 7 {_interval_text(iv.uar)}  UAR 4 {_interval_text(iv.uar4)}" + (f"  {ccc}" if ccc else ""))  # fmt: skip
+    return lines
+
+
 def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot: bool = True) -> list[Path]:
-    """Writes report.json and, with `plot`, confusion-<protocol>.png per protocol; returns the paths."""
+    """Writes report.json and, with `plot`, confusion-<protocol>.png and reliability-<protocol>.png per
+    protocol; returns the paths."""
+    from .plot import plot_reliability
+
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report.json"]
@@ -323,14 +440,48 @@ def write_report(report: EvaluationReport, directory: str | os.PathLike, *, plot
             if report.random_weights:
                 title += " — random weights"
             paths.append(plot_confusion(rep.overall.seven_class, out / f"confusion-{name}.png", title=title))
+            c = rep.confidence
+            curves = {"uncalibrated": c.uncalibrated, **({"calibrated": c.calibrated} if c.calibrated is not None else {})}
+            title = f"{rep.protocol}: reliability ({c.uncalibrated.segments} segments)"
+            if report.random_weights:
+                title += " — random weights"
+            paths.append(plot_reliability(curves, out / f"reliability-{name}.png", title=title))
     return paths
 
 
 # --- command line ------------------------------------------------------------------------------------
 
 
+def add_reading_args(p: argparse.ArgumentParser) -> None:
+    """The arguments `eval` and `calibrate` share (declared in `emotion_tool.arguments`)."""
+    from .arguments import add_reading_args as add
+
+    add(p)
+
+
+def load_for_reading(args: argparse.Namespace) -> tuple[EmotionRecognizer, Manifest]:
+    """The recognizer (with `args.calibration` when given) and the validated manifest the arguments name."""
+    o = load_options(args)
+    recognizer = EmotionRecognizer.from_pretrained(
+        o.model or default_model(),
+        device=o.device,
+        dtype=o.dtype,
+        local_files_only=o.offline,
+        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
+        quantize=o.quantize,
+        calibration=o.calibration,
+    )
+    manifest = read_manifest(
+        args.manifest,
+        options=ManifestOptions(label_map=_label_map(args.label_map), dim_scale=tuple(args.dim_scale), labels=tuple(recognizer.labels)),
+    )
+    if recognizer.random_weights:
+        print(f"note: {recognizer.model_id} has random weights (a test model): what follows means nothing", file=sys.stderr)
+    return recognizer, manifest
+
+
 def add_subcommand(subparsers: Any) -> None:
-    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] ...` to an argparse subparsers object."""
+    """Adds `eval MANIFEST --model ID_OR_DIR [--out DIR] [--calibration FILE] ...` to an argparse subparsers object."""
     from .cli import add_eval_subcommand
 
     add_eval_subcommand(subparsers, run)
@@ -353,25 +504,9 @@ def _label_map(text: str | None) -> dict[str, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     """`emotion-tool eval`: returns the exit code."""
-    options = EvaluationOptions(
-        segment_s=args.segment_s,
-        min_segment_s=args.min_segment_s,
-        merge_max_s=args.merge_max_s,
-        protocols=("segments", "utterances") if args.protocol == "both" else (args.protocol,),
-        batch_size=args.batch_size,
-    )
-    recognizer = EmotionRecognizer.from_pretrained(
-        args.model or default_model(),
-        device=args.device,
-        dtype=args.dtype,
-        local_files_only=args.offline,
-        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
-        quantize=args.quantize,
-    )
-    manifest = read_manifest(
-        args.manifest,
-        options=ManifestOptions(label_map=_label_map(args.label_map), dim_scale=tuple(args.dim_scale), labels=tuple(recognizer.labels)),
-    )
+    protocols = ("segments", "utterances") if args.protocol == "both" else (args.protocol,)
+    options = options_from_args(EvaluationOptions, args, protocols=protocols)
+    recognizer, manifest = load_for_reading(args)
     report = evaluate(recognizer, manifest, options=options, progress=True)
     out = args.out if args.out is not None else Path(f"eval-{Path(args.manifest).stem}")
     paths = write_report(report, out, plot=not args.no_plot)

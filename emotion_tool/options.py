@@ -1,17 +1,21 @@
-"""How recordings are analysed: the options object and the operating points' names. Imports no torch."""
+"""The option objects (how recordings are analysed, loaded, scored and calibrated) and the operating
+points' names. Imports no torch, so command lines take their defaults from here at `--help`."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .vad import VadOptions
 
-__all__ = ["AnalysisOptions", "EvaluationOptions", "LoadOptions", "FAST_POINTS"]
+__all__ = ["AnalysisOptions", "EvaluationOptions", "LoadOptions", "CalibrationOptions", "FAST_POINTS"]
 
 Context = Literal["padded", "trimmed"]
 TraceMode = Literal["windows", "shared-encoder"]
 Quantization = Literal["int8"]
+
+ECE_BINS = 15  # equal-width bins, as in Guo et al. (2017), "On Calibration of Modern Neural Networks"
 
 FAST_POINTS = ("trimmed", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder")
 """The opt-in operating points, each compared with "published" (see EmotionAnalysis.operating_point)."""
@@ -27,7 +31,7 @@ class AnalysisOptions:
     max_window_s: float = 30.0  # longer audio is split at pauses into windows of at most this many seconds
     min_duration_s: float = 0.5  # shorter audio is refused as too short to judge
     max_duration_s: float = 3600.0  # longer audio is refused before decoding
-    min_confidence: float = 0.5  # readings whose top probability is below this are flagged uncertain
+    min_confidence: float | None = None  # readings whose top probability is below this are flagged uncertain; None: a loaded calibration's fitted threshold, else 0.5
     min_speech_ratio: float = 0.25  # trace windows with less speech are marked non-speech and not read
     batch_size: int | None = None  # windows per forward pass; None: 1 on the CPU (bigger batches of 30-s windows only thrash its caches: benchmarks/speed.py), 8 on a GPU
     vad: VadOptions = field(default_factory=VadOptions)  # how speech is told from silence
@@ -44,7 +48,7 @@ class AnalysisOptions:
             raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1 (or None for the device's default), got {self.batch_size}")
-        if not 0 <= self.min_confidence <= 1 or not 0 <= self.min_speech_ratio <= 1:
+        if not 0 <= (self.min_confidence or 0) <= 1 or not 0 <= self.min_speech_ratio <= 1:
             raise ValueError("min_confidence and min_speech_ratio are fractions in [0, 1]")
         if self.context not in ("padded", "trimmed"):
             raise ValueError(f"context must be 'padded' (published) or 'trimmed', got {self.context!r}")
@@ -61,6 +65,7 @@ class LoadOptions:
     dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "float16" or "bfloat16"
     offline: bool = False  # never reach the Hub; use the local cache only
     quantize: Quantization | None = None  # "int8": dynamically quantized linear layers on the CPU (a fast operating point)
+    calibration: str | os.PathLike | None = None  # a calibration.json from `emotion-tool calibrate`; None: the network's own probabilities
 
 
 Protocol = Literal["segments", "utterances"]
@@ -76,6 +81,10 @@ class EvaluationOptions:
     merge_max_s: float = 15.0  # items up to this are read whole; longer ones are split into equal parts
     protocols: tuple[Protocol, ...] = ("segments", "utterances")  # which readings to score
     batch_size: int = 8  # segments per forward pass
+    bins: int = ECE_BINS  # equal-width confidence bins of ECE and the reliability diagram
+    bootstrap: int = 1000  # resamples for confidence intervals of UAR and CCC; 0: no intervals
+    level: float = 0.95  # coverage of the confidence intervals
+    seed: int = 0  # seed of the bootstrap
 
     def __post_init__(self) -> None:
         if not 0 < self.min_segment_s <= self.segment_s:
@@ -87,3 +96,24 @@ class EvaluationOptions:
             raise ValueError(f"protocols {list(self.protocols)}: choose from {list(PROTOCOLS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.bins < 1 or self.bootstrap < 0 or not 0 < self.level < 1:
+            raise ValueError(f"need bins >= 1, bootstrap >= 0 and 0 < level < 1; got {self.bins}, {self.bootstrap}, {self.level}")
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How a calibration is fitted on development segments."""
+
+    bias: bool = True  # fit a per-class bias as well as the temperature, where the data supports it
+    min_per_class: int = 30  # a bias is fitted only when every label has at least this many segments
+    target_precision: float | None = 0.8  # choose the `uncertain` threshold for this precision of unflagged readings; None: keep 0.5
+    min_accepted: int = 10  # the threshold must leave at least this many unflagged segments
+    bins: int = ECE_BINS  # equal-width bins for ECE and the reliability diagram
+
+    def __post_init__(self) -> None:
+        if self.min_per_class < 1 or self.min_accepted < 1 or self.bins < 1:
+            raise ValueError(
+                f"min_per_class, min_accepted and bins must be at least 1, got {self.min_per_class}, {self.min_accepted}, {self.bins}"
+            )
+        if self.target_precision is not None and not 0 < self.target_precision < 1:
+            raise ValueError(f"target_precision is a fraction in (0, 1), e.g. 0.8; got {self.target_precision}")

@@ -1,22 +1,25 @@
 """The one place figures are drawn: emotion probabilities stacked over time above valence/arousal/dominance lines.
 
-`plot_trace` draws a recording's analysis, `plot_utterances` a live session's utterances, and
-`plot_confusion` an evaluation's confusion matrix; all share the axes, colours and saving here.
+`plot_trace` draws a recording's analysis, `plot_utterances` a live session's utterances,
+`plot_confusion` an evaluation's confusion matrix and `plot_reliability` a calibration's
+reliability diagram; all share the colours and saving here.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-
-from typing import Any, Mapping, Sequence
 
 from .config import DIMENSIONS
 from .results import EmotionAnalysis, EmotionReading, UtteranceReading
 
-__all__ = ["plot_trace", "plot_utterances", "plot_confusion", "save_figure", "LABEL_COLOURS", "DIM_COLOURS"]
+__all__ = ["plot_trace", "plot_utterances", "plot_confusion", "plot_reliability", "save_figure", "LABEL_COLOURS", "DIM_COLOURS"]
+
+if TYPE_CHECKING:
+    from .calibration import ReliabilitySummary
 
 # One colour per label, stable across plots and demos; labels outside this map get matplotlib's cycle.
 LABEL_COLOURS = {
@@ -159,6 +162,29 @@ def plot_confusion(scores: Any, path: str | os.PathLike, *, title: str = "") -> 
     ax.set_ylabel("reference (segments)")
     ax.set_title(title or ("UAR -" if scores.uar is None else f"UAR {100 * scores.uar:.1f} %"), fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of reference class")
+    return save_figure(fig, path)
+
+
+def plot_reliability(curves: "dict[str, ReliabilitySummary]", path: str | os.PathLike, *, title: str = "") -> Path:
+    """Saves a PNG: accuracy against confidence per bin for each named curve (e.g. before and after
+    calibration), the diagonal of perfect calibration, and the share of segments per bin."""
+    fig, (ax, ax_n) = pyplot().subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="#9e9e9e", ls="--", lw=1, label="perfectly calibrated")
+    colours = ["#db4437", "#4285f4", "#0f9d58", "#f4b400"]
+    first = next(iter(curves.values()))
+    width = (first.bins[0].high - first.bins[0].low) / (len(curves) + 1)
+    for j, (name, s) in enumerate(curves.items()):
+        full = [b for b in s.bins if b.segments]
+        c = colours[j % len(colours)]
+        ax.plot([b.confidence for b in full], [b.accuracy for b in full], marker="o", color=c, label=f"{name}: ECE {100 * s.ece:.1f} %")
+        ax_n.bar([b.low + (j + 0.5) * width for b in s.bins], [b.segments / s.segments for b in s.bins], width=width, color=c, align="edge")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax_n.set_xlabel("confidence (top probability)")
+    ax_n.set_ylabel("share of segments")
     return save_figure(fig, path)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
-from typing import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,10 +28,22 @@ from .options import AnalysisOptions, Context, Quantization
 from .vad import SpeechDetector, VadOptions, speech_seconds
 from .windows import plan_trace, plan_windows, weighted_mean
 
+if TYPE_CHECKING:
+    from .calibration import Calibration
+
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) with the number of windows read so far."""
 
 _SAMPLES_PER_FRAME = 320  # one encoder frame = 2 mel frames of 160 samples = 20 ms
+DEFAULT_MIN_CONFIDENCE = 0.5  # the uncertain threshold when neither the options nor a calibration set one
+
+
+@dataclass(frozen=True)
+class RawOutputs:
+    """The network's outputs for a batch of windows, before any calibration."""
+
+    logits: np.ndarray  # (n, num_emotions) float32 categorical logits, in `labels` order
+    dims: np.ndarray  # (n, 3) float32 valence, arousal, dominance in 0..1
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -92,6 +104,7 @@ class EmotionRecognizer:
         random_weights: bool = False,
         options: AnalysisOptions = AnalysisOptions(),
         quantize: Quantization | None = None,
+        calibration: "str | os.PathLike | Calibration | None" = None,
     ):
         self.model = model.eval()
         self.model_id = model_id
@@ -105,6 +118,59 @@ class EmotionRecognizer:
         self._vad: SpeechDetector | None = None
         self._vad_options: VadOptions | None = None
         self._lock = threading.Lock()
+        self.calibration: Calibration | None = None
+        self._calibration_note = None
+        self._calibration_warnings: list[str] = []
+        self._scale: tuple[float, torch.Tensor | None] | None = None
+        if calibration is not None:
+            self._load_calibration(calibration)
+
+    def _load_calibration(self, source: "str | os.PathLike | Calibration") -> None:
+        import warnings
+
+        from .calibration import load_calibration, same_model
+
+        cal, name = load_calibration(source)
+        if cal.labels != self.labels:
+            raise ValueError(
+                f"calibration {name} was fitted for labels {cal.labels}, but {self.model_id} has {self.labels}; "
+                "fit one for this model with `emotion-tool calibrate`"
+            )
+        notes = []
+        if not same_model(cal.model_id, self.model_id):
+            notes.append(f"The calibration {name} was fitted for {cal.model_id}, not {self.model_id}: its probabilities may be off.")
+        if cal.operating_point != self.operating_point(trace=False):
+            notes.append(
+                f"The calibration {name} was fitted at the {cal.operating_point} operating point, and is used at "
+                f"{self.operating_point(trace=False)}: its probabilities may be off."
+            )
+        for note in notes:
+            warnings.warn(note, stacklevel=3)
+        bias = cal.bias_vector()
+        self.calibration = cal
+        self._calibration_note = cal.note(name)
+        self._calibration_warnings = notes
+        self._scale = (cal.temperature, None if bias is None else torch.from_numpy(bias).float().to(self.device))
+
+    @property
+    def min_confidence(self) -> float:
+        """The uncertain threshold of the recognizer's options: theirs, a calibration's fitted one, or 0.5."""
+        return self._threshold(self.options)
+
+    def _threshold(self, o: AnalysisOptions) -> float:
+        if o.min_confidence is not None:
+            return o.min_confidence
+        if self.calibration is not None and self.calibration.min_confidence is not None:
+            return self.calibration.min_confidence
+        return DEFAULT_MIN_CONFIDENCE
+
+    def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities from logits (n, K), through the calibration when one is loaded."""
+        z = logits.float()
+        if self._scale is not None:
+            temperature, bias = self._scale
+            z = z / temperature if bias is None else z / temperature + bias
+        return torch.softmax(z, dim=-1)
 
     @classmethod
     def from_pretrained(
@@ -119,6 +185,7 @@ class EmotionRecognizer:
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         quantize: Quantization | None = None,
+        calibration: "str | os.PathLike | Calibration | None" = None,
     ) -> "EmotionRecognizer":
         """Loads a checkpoint from a Hub id or a directory in the published layout.
 
@@ -130,6 +197,10 @@ class EmotionRecognizer:
             revision, token, cache_dir, local_files_only: passed to the Hub download.
             quantize: "int8" quantizes the linear layers dynamically (CPU only; a fast operating point
                 that changes the numbers slightly — see `emotion-tool agree`). None keeps the weights.
+            calibration: a calibration.json (or its directory, or a `Calibration`) from `emotion-tool
+                calibrate`: probabilities go through its temperature and bias, the uncertain flag uses its
+                threshold unless `options.min_confidence` is set, and readings name it. None: the
+                network's own probabilities.
 
         Raises:
             CheckpointError: the checkpoint cannot be found or does not fit the network.
@@ -145,7 +216,9 @@ class EmotionRecognizer:
         if quantize is not None and dev.type != "cpu":
             raise ValueError(f"quantize={quantize!r} runs on the CPU only; use device='cpu' or no quantization on {dev}")
         net = build_model(ckpt, device=dev, dtype=pick_dtype(dev, dtype))
-        return cls(net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options, quantize=quantize)
+        return cls(
+            net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options, quantize=quantize, calibration=calibration
+        )
 
     def operating_point(self, options: AnalysisOptions | None = None, *, trace: bool | None = None) -> str:
         """"published", or the fast operating points in use joined by "+" (e.g. "trimmed+int8")."""
@@ -184,6 +257,7 @@ class EmotionRecognizer:
             parameters=self._parameters,
             languages=LANGUAGES,
             limitations=LIMITATIONS,
+            calibration=self._calibration_note,
         )
 
     # --- whole recordings --------------------------------------------------------------------------
@@ -250,15 +324,16 @@ class EmotionRecognizer:
 
         spans = windows + trace_read
         if o.trace and o.trace_mode == "shared-encoder":
-            probs, dims = self._read_shared(wav, planned, windows, trace_read, o, progress)
+            _, probs, dims = self._read_shared(wav, planned, windows, trace_read, o, progress)
         else:
-            probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=self._batch_size(o), context=o.context, progress=progress)
+            _, probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=self._batch_size(o), context=o.context, progress=progress)
+        threshold = self._threshold(o)
 
         def reading(i: int) -> EmotionReading:
             s, e = spans[i]
             return EmotionReading.from_outputs(
                 probs[i], dims[i], labels=self.labels, start_s=s / SAMPLE_RATE, end_s=e / SAMPLE_RATE,
-                min_confidence=o.min_confidence,
+                min_confidence=threshold,
             )  # fmt: skip
 
         n = len(windows)
@@ -268,7 +343,7 @@ class EmotionRecognizer:
             labels=self.labels,
             start_s=0.0,
             end_s=duration_s,
-            min_confidence=o.min_confidence,
+            min_confidence=threshold,
         )
         read_at = {span: n + j for j, span in enumerate(trace_read)}
         segments = [
@@ -285,6 +360,7 @@ class EmotionRecognizer:
             warnings.append(f"The audio lasts only {duration_s:.2f} s; readings of clips under 1 s are unreliable.")
         if self.random_weights:
             warnings.append("This checkpoint has random weights (a test model): the readings mean nothing.")
+        warnings.extend(self._calibration_warnings)
         return EmotionAnalysis(
             summary=summary,
             windows=[reading(i) for i in range(n)],
@@ -300,6 +376,7 @@ class EmotionRecognizer:
             operating_point=self.operating_point(o),
             labels=self.labels,
             warnings=warnings,
+            calibration=self._calibration_note,
         )
 
     # --- windows -----------------------------------------------------------------------------------
@@ -312,14 +389,9 @@ class EmotionRecognizer:
 
         Readings' times run from 0 to each waveform's length; callers shift them into their stream.
         """
-        limit = self.model.config.features.n_samples
-        for i, w in enumerate(waveforms):
-            if w.ndim != 1 or w.shape[0] == 0 or w.shape[0] > limit:
-                raise AudioError(
-                    "type", f"waveform {i} has shape {w.shape}; classify_batch takes 1-D waveforms of 1..{limit} samples"
-                )
-        probs, dims = self._read(list(waveforms), batch_size=self._batch_size(self.options), context=self.options.context)
-        threshold = self.options.min_confidence if min_confidence is None else min_confidence
+        self._check_windows(waveforms, "classify_batch")
+        _, probs, dims = self._read(list(waveforms), batch_size=self._batch_size(self.options), context=self.options.context)
+        threshold = self._threshold(self.options) if min_confidence is None else min_confidence
         return [
             EmotionReading.from_outputs(
                 p, d, labels=self.labels, start_s=0.0, end_s=w.shape[0] / SAMPLE_RATE, min_confidence=threshold
@@ -327,10 +399,24 @@ class EmotionRecognizer:
             for p, d, w in zip(probs, dims, waveforms)
         ]
 
+    def logits_batch(self, waveforms: Sequence[np.ndarray]) -> RawOutputs:
+        """The network's logits and dims for windows read as `classify_batch` reads them, before any
+        calibration: what `emotion-tool calibrate` fits on and `emotion-tool eval` scores."""
+        self._check_windows(waveforms, "logits_batch")
+        logits, _, dims = self._read(list(waveforms), batch_size=self._batch_size(self.options), context=self.options.context)
+        return RawOutputs(logits=logits, dims=dims)
+
+    def _check_windows(self, waveforms: Sequence[np.ndarray], caller: str) -> None:
+        limit = self.model.config.features.n_samples
+        for i, w in enumerate(waveforms):
+            if w.ndim != 1 or w.shape[0] == 0 or w.shape[0] > limit:
+                raise AudioError("type", f"waveform {i} has shape {w.shape}; {caller} takes 1-D waveforms of 1..{limit} samples")
+
     def _read(
         self, chunks: list[np.ndarray], *, batch_size: int, context: Context = "padded", progress: Progress | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (n, num_emotions) and dims (n, 3) of 16 kHz chunks of at most 30 s, one window each."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw logits and probabilities (n, num_emotions), and dims (n, 3), of 16 kHz chunks of at most 30 s, one window each."""
+        logits = np.zeros((len(chunks), self.model.config.num_emotions), dtype=np.float32)
         probs = np.zeros((len(chunks), self.model.config.num_emotions), dtype=np.float32)
         dims = np.zeros((len(chunks), len(self.model.config.dims)), dtype=np.float32)
         done = 0
@@ -338,12 +424,13 @@ class EmotionRecognizer:
             with self._lock, torch.inference_mode():
                 hidden = self._encode([chunks[i] for i in idx], context)
                 out = self.model.heads(self.model.embed(hidden))
-                probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                logits[idx] = out.logits.float().cpu().numpy()
+                probs[idx] = self._softmax(out.logits).cpu().numpy()
                 dims[idx] = out.dims.float().cpu().numpy()
             done += len(idx)
             if progress is not None:
                 progress(done, len(chunks))
-        return probs, dims
+        return logits, probs, dims
 
     def _read_shared(
         self,
@@ -353,14 +440,15 @@ class EmotionRecognizer:
         segments: list[tuple[int, int]],
         o: AnalysisOptions,
         progress: Progress | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The shared-encoder trace: one encoder pass per host window (the plan of windows of at most
         30 s that tiles the audio); each trace segment is pooled from the frames of the host holding its
         midpoint. `windows` (a subset of `hosts`) get their own readings from the same passes.
-        Rows of the result: `windows`, then `segments`."""
+        Rows of the results (logits, probabilities, dims): `windows`, then `segments`."""
         home = {seg: next(h for h in hosts if h[0] <= (seg[0] + seg[1]) // 2 < h[1]) for seg in segments}
         needed = [h for h in hosts if h in windows or h in home.values()]
         n_out = len(windows) + len(segments)
+        logits = np.zeros((n_out, self.model.config.num_emotions), dtype=np.float32)
         probs = np.zeros((n_out, self.model.config.num_emotions), dtype=np.float32)
         dims = np.zeros((n_out, len(self.model.config.dims)), dtype=np.float32)
         row_of_window = {w: i for i, w in enumerate(windows)}
@@ -382,12 +470,13 @@ class EmotionRecognizer:
                         rows.append(len(windows) + j)
                         pooled.append(self.model.embed(hidden[b : b + 1, f0:f1]))
                 out = self.model.heads(torch.cat(pooled))
-                probs[rows] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                logits[rows] = out.logits.float().cpu().numpy()
+                probs[rows] = self._softmax(out.logits).cpu().numpy()
                 dims[rows] = out.dims.float().cpu().numpy()
             done += len(idx)
             if progress is not None:
                 progress(done, len(needed))
-        return probs, dims
+        return logits, probs, dims
 
     def _batch_size(self, o: AnalysisOptions) -> int:
         if o.batch_size is not None:
@@ -431,7 +520,8 @@ class EmotionRecognizer:
     def __repr__(self) -> str:
         note = ", random weights" if self.random_weights else ""
         quant = f", quantize={self.quantization!r}" if self.quantization else ""
-        return f"EmotionRecognizer({self.model_id!r}, device={self.device}, dtype={self.dtype}{quant}{note})"
+        cal = f", calibration={self._calibration_note.source!r}" if self._calibration_note else ""
+        return f"EmotionRecognizer({self.model_id!r}, device={self.device}, dtype={self.dtype}{quant}{cal}{note})"
 
 
 def _quantize(model: MERaLiONSER, kind: Quantization) -> MERaLiONSER:

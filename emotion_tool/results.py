@@ -14,6 +14,26 @@ Otherwise the opt-in fast operating points in use, joined by "+": "trimmed" (the
 each window's frames), "int8" (dynamically quantized linear layers), "shared-encoder" (trace windows
 pooled from one encoder pass per 30-s window)."""
 
+
+class CalibrationNote(BaseModel):
+    """Which calibration turned the network's logits into the probabilities of a reading."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="The calibration file's name, or \"in memory\"")
+    sha256: str = Field(description="First 12 hex digits of the SHA-256 of the calibration's canonical JSON")
+    temperature: float = Field(description="Logits were divided by this before the softmax")
+    bias: bool = Field(description="Whether a per-class bias was added to the scaled logits")
+    min_confidence: float | None = Field(description="The uncertain threshold fitted with it; null: none was fitted")
+    fitted_for: str = Field(description="The model and operating point it was fitted for")
+    fitted_on: str = Field(description="The development manifest it was fitted on")
+    random_weights: bool = Field(description="Fitted on a random-weight checkpoint: it means nothing")
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class EmotionReading(BaseModel):
     """What the model says about one stretch of speech: the 7 emotions and valence/arousal/dominance."""
 
@@ -103,6 +123,11 @@ class EmotionAnalysis(BaseModel):
     operating_point: OperatingPoint = Field(description="How windows were fed to the network")
     labels: list[str] = Field(description="Emotion labels in the model's index order")
     warnings: list[str] = Field(default_factory=list, description="Caveats about this analysis")
+    calibration: CalibrationNote | None = Field(
+        default=None,
+        exclude_if=_absent,  # left out of the JSON when none is loaded, so outputs without one are unchanged
+        description="The calibration the probabilities went through; absent: the network's own probabilities",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -122,6 +147,11 @@ class ModelInfo(BaseModel):
     parameters: int = Field(description="Parameters of the loaded network (the unused Whisper decoder is not loaded)")
     languages: list[str] = Field(description="Languages the model was trained for")
     limitations: list[str] = Field(description="Known weaknesses to keep in mind when acting on readings")
+    calibration: CalibrationNote | None = Field(
+        default=None,
+        exclude_if=_absent,  # left out of the JSON when none is loaded, so outputs without one are unchanged
+        description="The calibration the probabilities went through; absent: the network's own probabilities",
+    )
 
 
 DIMENSION_MEANINGS = {

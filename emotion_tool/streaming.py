@@ -49,7 +49,7 @@ class StreamOptions:
     max_utterance_s: float = MAX_UTTERANCE_S  # longer speech is cut (at its latest pause if possible) and goes on
     interim_every_s: float | None = None  # read an utterance in progress every this many seconds; None: never
     max_queue_s: float | None = 120.0  # audio waiting for analysis beyond this is dropped, counted in dropped_s
-    min_confidence: float = 0.5  # readings whose top probability is below this are flagged uncertain
+    min_confidence: float | None = None  # readings whose top probability is below this are flagged uncertain; None: the recognizer's (0.5, or its calibration's fitted threshold)
 
     def __post_init__(self) -> None:
         if isinstance(self.sample_rate, bool) or int(self.sample_rate) != self.sample_rate:
@@ -80,7 +80,7 @@ class StreamOptions:
             raise ValueError(f"interim_every_s must be positive seconds or None, got {self.interim_every_s}")
         if self.max_queue_s is not None and self.max_queue_s <= 0:
             raise ValueError(f"max_queue_s must be positive seconds or None (unbounded), got {self.max_queue_s}")
-        if not 0 <= self.min_confidence <= 1:
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
             raise ValueError(f"min_confidence is a probability in [0, 1], got {self.min_confidence}")
 
 

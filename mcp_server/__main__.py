@@ -2,6 +2,8 @@
 
     emotion-mcp --allow-dir ~/recordings                        # stdio, for Claude Desktop / Claude Code
     EMOTION_MCP_TOKEN=... emotion-mcp --transport streamable-http --port 8765
+    emotion-mcp --transport streamable-http --host 0.0.0.0 --port 8765 \
+        --oauth-issuer https://id.example.org --oauth-resource https://gpu.example.org:8765/mcp
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from emotion_tool.arguments import add_model_args, options_from_args
+from emotion_tool.arguments import add_calibration_arg, add_model_args, options_from_args
 from emotion_tool.errors import CheckpointError
 
 from .options import ServerOptions
+
+if TYPE_CHECKING:
+    from .auth import OAuthOptions
 
 PROG = "emotion-mcp"
 _STARTUP_ERRORS = (CheckpointError, ValueError, OSError)  # bad model, device or address: one line, no traceback
@@ -68,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         default=d.max_pending,
         help="model jobs queued at once before callers are told the server is busy (default: %(default)d)",
     )
+    oauth = p.add_argument_group("OAuth resource server (instead of a static token, for servers others reach)")
+    oauth.add_argument("--oauth-issuer", metavar="URL", help="authorization server whose JWTs are accepted (their iss)")
+    oauth.add_argument("--oauth-resource", metavar="URL", help="this server's public MCP URL, e.g. https://gpu.example.org:8765/mcp")
+    oauth.add_argument("--oauth-audience", metavar="AUD", help="the aud tokens must carry (default: --oauth-resource)")
+    oauth.add_argument("--oauth-jwks-url", metavar="URL", help="the issuer's JWKS (default: from the issuer's metadata)")
+    oauth.add_argument("--oauth-scope", dest="oauth_scopes", action="append", default=[], metavar="SCOPE", help="a scope every token must hold (repeatable)")
+    add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, its uncertain threshold, named in every result")
     p.add_argument(
         "--log-level",
         default=d.log_level,
@@ -89,16 +101,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     token = os.environ.get(TOKEN_ENV_VAR) or None
     try:
         options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs))
-        if args.transport == "streamable-http":
+        oauth = _oauth_options(args, token)
+        if args.transport == "streamable-http" and oauth is None:
             check_http_binding(args.host, token)
-        server = create_server(options)
+        server = create_server(options, auth=oauth.server_kwargs() if oauth else None)
     except ValueError as e:
         parser.error(str(e))
     try:
         if args.transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            anyio.run(_serve_http, server, options, args.host, args.port, token)
+            anyio.run(_serve_http, server, options, args.host, args.port, token, oauth)
     except KeyboardInterrupt:
         return
     except BaseException as e:
@@ -109,7 +122,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
 
 
-async def _serve_http(server, options: ServerOptions, host: str, port: int, token: str | None) -> None:
+def _oauth_options(args: argparse.Namespace, token: str | None) -> "OAuthOptions | None":
+    from .auth import OAuthOptions
+    from .security import TOKEN_ENV_VAR
+
+    given = [f"--oauth-{n}" for n in ("issuer", "resource", "audience", "jwks-url") if getattr(args, "oauth_" + n.replace("-", "_"))]
+    if args.oauth_scopes:
+        given.append("--oauth-scope")
+    if not given:
+        return None
+    if args.transport != "streamable-http":
+        raise ValueError(f"{given[0]} needs --transport streamable-http (stdio has one local client and no tokens)")
+    if not (args.oauth_issuer and args.oauth_resource):
+        raise ValueError("OAuth needs both --oauth-issuer URL and --oauth-resource URL (this server's public MCP URL)")
+    if token:
+        raise ValueError(f"choose one: {TOKEN_ENV_VAR} (a static token) or --oauth-issuer (tokens from an issuer); unset {TOKEN_ENV_VAR}")
+    return OAuthOptions(
+        issuer_url=args.oauth_issuer,
+        resource_url=args.oauth_resource,
+        audience=args.oauth_audience,
+        jwks_url=args.oauth_jwks_url,
+        required_scopes=tuple(args.oauth_scopes),
+    )
+
+
+async def _serve_http(
+    server, options: ServerOptions, host: str, port: int, token: str | None, oauth: "OAuthOptions | None" = None
+) -> None:
     import uvicorn
 
     from .security import TOKEN_ENV_VAR, BearerTokenMiddleware
@@ -123,7 +162,10 @@ async def _serve_http(server, options: ServerOptions, host: str, port: int, toke
     )
     async with server.session_manager.run():  # loads the model
         shown = f"[{host}]" if ":" in host else host
-        note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
+        if oauth is not None:
+            note = f"OAuth tokens from {oauth.issuer_url} required"
+        else:
+            note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
         print(f"{PROG}: serving on http://{shown}:{sock.getsockname()[1]}/mcp ({note})", file=sys.stderr, flush=True)
         await uvicorn.Server(config).serve(sockets=[sock])
 

@@ -20,6 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from emotion_tool import EmotionRecognizer
 from emotion_tool.streaming import StreamOptions
 
+from .auth import principal
 from .inference import InferenceQueue, ServerBusy
 from .options import ServerOptions
 from .security import PathPolicy
@@ -71,7 +72,9 @@ def client_key(ctx: EmotionContext) -> str:
     """
     headers = ctx.headers
     transport_session = headers.get("mcp-session-id") if headers is not None else None
-    return f"http-session:{transport_session}" if transport_session else "anonymous"
+    if transport_session:
+        return f"http-session:{transport_session}"
+    return principal() or "anonymous"  # the OAuth subject where tokens carry one (see `auth.py`)
 
 
 class ModelLifespan:
@@ -112,14 +115,14 @@ class ModelLifespan:
 
     def _load(self) -> AppContext:
         o = self.options
-        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype)
+        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype, calibration=o.calibration)
         return AppContext(
             recognizer=recognizer,
             options=o,
             paths=self.paths,
             sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s, clock=self.clock),
             queue=InferenceQueue(o.max_pending),
-            stream_options=StreamOptions(min_confidence=recognizer.options.min_confidence),
+            stream_options=StreamOptions(min_confidence=recognizer.min_confidence),
         )
 
 
@@ -151,6 +154,7 @@ def trace_of(state: AppContext, session: Session) -> SessionTrace:
         model_id=state.recognizer.model_id,
         random_weights=state.recognizer.random_weights,
         warnings=warnings,
+        calibration=state.recognizer.info().calibration,
     )
 
 

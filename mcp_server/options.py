@@ -29,6 +29,7 @@ class ServerOptions:
     session_idle_s: float = 300.0  # a session without a call for this long expires
     max_pending: int = 8  # model jobs admitted at once, the running one included; beyond: "busy"
     log_level: LogLevel = "WARNING"  # the server's log on stderr (stdout carries the protocol over stdio)
+    calibration: Path | None = None  # a calibration.json from `emotion-tool calibrate`; None: the network's own probabilities
 
     def __post_init__(self) -> None:
         for name in ("max_duration_s", "max_request_mb", "max_chunk_s", "max_session_s", "session_idle_s"):

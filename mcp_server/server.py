@@ -7,11 +7,12 @@ The tools are plain functions over the lifespan's `AppContext`, grouped by what 
 """
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from mcp.server.mcpserver import MCPServer
 
 from . import resources, tools_recordings, tools_sessions
+from .app_view import ICONS, apps_extension
 from .context import AppContext, ModelLifespan
 from .options import ServerOptions
 from .security import PathPolicy
@@ -29,12 +30,16 @@ _INSTRUCTIONS = (
 
 
 def create_server(
-    options: ServerOptions = ServerOptions(), *, clock: Callable[[], float] = time.monotonic
+    options: ServerOptions = ServerOptions(),
+    *,
+    auth: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> MCPServer[AppContext]:
     """Builds the server. Nothing is loaded until a transport starts it (its lifespan).
 
     Args:
         options: what the server loads and the limits it enforces.
+        auth: OAuth resource-server settings, `mcp_server.auth.OAuthOptions.server_kwargs()`; None: none.
         clock: monotonic seconds that session expiry measures idleness by (tests pass a manual one).
     """
     lifespan = ModelLifespan(options, PathPolicy(options.allow_dirs), clock=clock)
@@ -44,9 +49,13 @@ def create_server(
         instructions=_INSTRUCTIONS,
         lifespan=lifespan,
         log_level=options.log_level,
+        version=_package_version(),
+        icons=ICONS,
+        extensions=[apps_extension()],
+        **(auth or {}),
     )
-    for fn, annotations in (*tools_recordings.TOOLS, *tools_sessions.TOOLS):
-        server.add_tool(fn, annotations=annotations)
+    for fn, kwargs in (*tools_recordings.TOOLS, *tools_sessions.TOOLS):
+        server.add_tool(fn, **kwargs)
 
     @server.resource(
         "emotion://model",
@@ -72,3 +81,13 @@ def create_server(
         "end_emotion_session returned.",
     )(resources.empathetic_reply)
     return server
+
+
+def _package_version() -> str:
+    """The installed distribution's version, for `serverInfo`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emotion-tool")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from emotion_tool.results import EmotionReading, UtteranceReading
+from emotion_tool.results import CalibrationNote, EmotionReading, UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer
 from emotion_tool.windows import weighted_mean
 
@@ -66,6 +66,9 @@ class SessionTrace(BaseModel):
     model_id: str = Field(description="The checkpoint that made the readings")
     random_weights: bool = Field(description="True for test checkpoints with random weights: readings mean nothing")
     warnings: list[str] = Field(default_factory=list, description="Caveats about these readings")
+    calibration: CalibrationNote | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="The calibration the probabilities went through; absent: none"
+    )
 
 
 class SessionSummary(SessionTrace):

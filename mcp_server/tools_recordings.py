@@ -10,6 +10,7 @@ from pydantic import Field
 from emotion_tool import EmotionAnalysis
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
+from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, progress_reporter, state_of, tool_errors
 from .payloads import BYTES_PER_SAMPLE, AudioFormat, check_container, decode_base64, decode_pcm
 from .security import RequestError, read_file_bytes
@@ -107,5 +108,10 @@ async def analyze_emotion(
         return await state.queue.run(work)
 
 
-# (function, annotations) in the order the server lists them.
-TOOLS = ((analyze_emotion, ToolAnnotations(read_only_hint=True, open_world_hint=False)),)
+# (function, `add_tool` arguments) in the order the server lists them; the view draws the result.
+TOOLS = (
+    (
+        analyze_emotion,
+        dict(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False), icons=ICONS, meta=TOOL_UI_META),
+    ),
+)

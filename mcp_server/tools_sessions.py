@@ -12,6 +12,7 @@ from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.results import UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer
 
+from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
 from .security import RequestError
@@ -168,11 +169,15 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
 
 
 _WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+_VIEWED = dict(icons=ICONS, meta=TOOL_UI_META)  # results the app view draws
 
-# (function, annotations) in the order the server lists them.
+# (function, `add_tool` arguments) in the order the server lists them.
 TOOLS = (
-    (start_emotion_session, _WRITES),
-    (push_audio, _WRITES),
-    (get_emotion_trace, ToolAnnotations(read_only_hint=True, open_world_hint=False)),
-    (end_emotion_session, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
+    (start_emotion_session, dict(annotations=_WRITES, icons=ICONS)),
+    (push_audio, dict(annotations=_WRITES, icons=ICONS)),
+    (get_emotion_trace, dict(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False), **_VIEWED)),
+    (
+        end_emotion_session,
+        dict(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False), **_VIEWED),
+    ),
 )

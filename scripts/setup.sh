@@ -12,9 +12,11 @@ VENV="${VENV:-.venv}"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # System packages: libsndfile (audio files), PortAudio (microphone), espeak-ng and sox (speech for
-# tests and the quick start); for tests also PulseAudio and ALSA plugins (a virtual microphone).
+# tests and the quick start); for tests also PulseAudio and ALSA plugins (a virtual microphone),
+# headless Chromium (the MCP App view is drawn and checked) and npm (the third-party MCP clients).
 APT_PACKAGES=(libsndfile1 libportaudio2 espeak-ng sox)
-[ "$EXTRAS" = "dev" ] && APT_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils)
+[ "$EXTRAS" = "dev" ] && APT_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils chromium fonts-dejavu-core)
+[ "$EXTRAS" = "dev" ] && ! command -v npm >/dev/null && APT_PACKAGES+=(nodejs npm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -68,4 +70,20 @@ else
   "$PY" -m pip install -q -e ".[$EXTRAS]"
   echo "$EXTRAS $digest" >"$STAMP"
 fi
+
+# Developers: the MCP Inspector CLI and the conformance suite, pinned, with the Node 22 they need
+# (installed beside them from npm, whatever Node the system has), for tests/test_mcp_clients.py.
+# Skipped when the lock file has not changed since the last install.
+if [ "$EXTRAS" = "dev" ]; then
+  CLIENTS=tests/mcp_clients
+  lock="$(sha256sum "$CLIENTS/package-lock.json" | cut -c1-16)"
+  if [ "$(cat "$CLIENTS/node_modules/.emotion-tool-setup" 2>/dev/null)" = "$lock" ]; then
+    say "the MCP Inspector and conformance suite are up to date in $CLIENTS"
+  else
+    say "installing the MCP Inspector and conformance suite into $CLIENTS"
+    (cd "$CLIENTS" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock" >"$CLIENTS/node_modules/.emotion-tool-setup"
+  fi
+fi
+
 say "ready: activate with 'source $VENV/bin/activate'"

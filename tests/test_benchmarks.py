@@ -49,3 +49,15 @@ def test_speed_script_runs_on_a_tiny_network(tmp_path):
         assert set(report[side]["clip_s"]) == {"1", "5", "15", "30"}
     assert set(report["emotion_tool"]["fast"]) == {"trimmed", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder"}
     assert report["emotion_tool"]["trace_windows"] >= 59
+
+
+def test_batch_script_runs_on_a_tiny_network(tmp_path):
+    out = tmp_path / "batch.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "batch.py"), "--clips", "2", "--no-ray", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [r["workers"] for r in report["results"]] == [0, 1, 2, 1, 2]
+    assert all(r["recordings"] == 2 and r["failed"] == 0 and r["audio_s"] > 1 for r in report["results"])

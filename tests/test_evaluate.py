@@ -147,7 +147,7 @@ def test_scores_match_a_direct_computation(recognizer: EmotionRecognizer, eval_s
 def test_report_files_and_table(recognizer: EmotionRecognizer, eval_set: Path, tmp_path: Path):
     report = evaluate(recognizer, read_manifest(eval_set, options=_OPTIONS), options=EvaluationOptions(protocols=("utterances",)))
     paths = write_report(report, tmp_path / "out")
-    assert [p.name for p in paths] == ["report.json", "confusion-utterances.png"]
+    assert [p.name for p in paths] == ["report.json", "confusion-utterances.png", "reliability-utterances.png"]
     assert EvaluationReport.model_validate_json(paths[0].read_text()) == report
     png = paths[1].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -46,11 +46,11 @@ def server_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def http_server(args: list[str], log: Path, **env: str) -> Iterator[str]:
-    """Starts `emotion-mcp --transport streamable-http` on a free loopback port; yields its URL; always stops it."""
+def http_server(args: list[str], log: Path, *, port: int = 0, **env: str) -> Iterator[str]:
+    """Starts `emotion-mcp --transport streamable-http` on a loopback port (0: any free one); yields its URL; always stops it."""
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            emotion_mcp() + ["--transport", "streamable-http", "--host", "127.0.0.1", "--port", "0", *args],
+            emotion_mcp() + ["--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,

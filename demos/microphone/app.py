@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from emotion_tool import CheckpointError, EmotionRecognizer
+from emotion_tool.arguments import add_calibration_arg
 from emotion_tool.cli import run_command
 from emotion_tool.results import UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             interim_every_s=args.interim_s,
         )
         try:
-            recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.model_device)
+            recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.model_device, calibration=args.calibration)
         except (CheckpointError, ValueError, OSError) as e:
             raise DemoError(f"cannot load the model: {e}") from e
         with tempfile.TemporaryDirectory(prefix="emotion-mic-") as tmp:
@@ -118,6 +119,8 @@ def _session(
         print(f"listening on {name} at {rate} Hz; model {recognizer.model_id}", flush=True)
         if recognizer.random_weights:
             print("warning: random-weight test checkpoint; the readings mean nothing", flush=True)
+        if recognizer.calibration is not None:
+            print(f"calibrated with {recognizer.info().calibration.source} (sha256 {recognizer.calibration.digest()})", flush=True)
     with contextlib.ExitStack() as stack:
         keys = stack.enter_context(KeyWatcher())
         redraw: Callable[[], None] | None = None
@@ -149,6 +152,7 @@ def _session(
         duration_s=analyzer.stream_s,
         dropped_s=analyzer.dropped_s,
         stream_options=asdict(analyzer.options),
+        calibration=recognizer.info().calibration,
         utterances=session.utterances,
         replies=session.replies,
     )
@@ -183,6 +187,7 @@ def _loop(
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or the published model)")
+    add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, named in the readings")
     p.add_argument("--model-device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--device", default=None, help="input device: index or part of its name (default: the system's default input)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")

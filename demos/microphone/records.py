@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from emotion_tool.results import UtteranceReading
+from emotion_tool.results import CalibrationNote, UtteranceReading
 
 
 PROG = "python -m demos.microphone"
@@ -39,5 +39,8 @@ class SessionRecord(BaseModel):
     duration_s: float = Field(description="Seconds of stream analysed")
     dropped_s: float = Field(description="Seconds of audio lost because analysis fell behind")
     stream_options: dict[str, Any] = Field(description="The StreamOptions the analyzer ran with")
+    calibration: CalibrationNote | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="The calibration the readings went through; absent: none"
+    )
     utterances: list[UtteranceReading] = Field(description="One final reading per utterance, in order")
     replies: list[AgentTurn] = Field(description="The agent's answers, one per utterance unless disabled")
