@@ -394,7 +394,8 @@ def test_ccc_loss_is_one_minus_ccc(pairs):
     target = torch.tensor(np.stack([y, y, y], 1), dtype=torch.float64)
     loss, scored = ccc_loss(pred, target)
     assert scored == 3
-    assert loss.item() == pytest.approx(1.0 - concordance_correlation(x, y), rel=1e-5, abs=1e-6)
+    # The 1e-8 guard moves the loss by 1e-8 / (var_x + var_y) < 2e-6 here (std > 0.05), hence abs=1e-5.
+    assert loss.item() == pytest.approx(1.0 - concordance_correlation(x, y), rel=1e-5, abs=1e-5)
 
 
 def test_ccc_loss_skips_unannotated_rows_and_dimensions():
