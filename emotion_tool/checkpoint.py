@@ -177,8 +177,12 @@ def _config_from_shapes(
     return config
 
 
-def load_weights(model: MERaLiONSER, weights: Path, *, dtype: torch.dtype) -> None:
-    """Reads exactly the tensors `model` needs from `weights` into it, strictly.
+def load_weights(
+    model: MERaLiONSER, weights: Path, *, dtype: torch.dtype, encoder_dtype: torch.dtype | None = None
+) -> None:
+    """Reads exactly the tensors `model` needs from `weights` into it, strictly, in `dtype` (the
+    encoder's tensors in `encoder_dtype` when given: bf16 weights are read straight into bf16, so no
+    fp32 copy of the encoder is ever held).
 
     Raises:
         CheckpointError: naming any missing, unexpected or mis-shaped tensor.
@@ -205,7 +209,8 @@ def load_weights(model: MERaLiONSER, weights: Path, *, dtype: torch.dtype) -> No
             detail = "; ".join(f"{label}: {_names(names)}" for label, names in problems)
             raise CheckpointError(f"{weights} does not fit the MERaLiON-SER network ({detail})")
         for name in expected:
-            state[name] = f.get_tensor(name).to(dtype)
+            wanted = encoder_dtype if encoder_dtype is not None and name.startswith("whisper.") else dtype
+            state[name] = f.get_tensor(name).to(wanted)
     model.load_state_dict(state, strict=True, assign=True)
 
 
@@ -215,11 +220,14 @@ def _names(names: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def build_model(checkpoint: Checkpoint, *, device: torch.device, dtype: torch.dtype) -> MERaLiONSER:
-    """Builds the network without allocating random weights, loads the checkpoint, moves it to `device`."""
+def build_model(
+    checkpoint: Checkpoint, *, device: torch.device, dtype: torch.dtype, encoder_dtype: torch.dtype | None = None
+) -> MERaLiONSER:
+    """Builds the network without allocating random weights, loads the checkpoint, moves it to `device`.
+    `encoder_dtype` (default `dtype`) is the Whisper encoder's; the ECAPA-TDNN and heads get `dtype`."""
     with torch.device("meta"):
         model = MERaLiONSER(checkpoint.config)
-    load_weights(model, checkpoint.path / WEIGHTS_FILE, dtype=dtype)
+    load_weights(model, checkpoint.path / WEIGHTS_FILE, dtype=dtype, encoder_dtype=encoder_dtype)
     return model.to(device).eval().requires_grad_(False)
 
 

@@ -51,7 +51,7 @@ from .metrics import (
     dimension_scores,
 )
 from .recognizer import AnalysisOptions, EmotionRecognizer
-from .results import CalibrationNote, OperatingPoint
+from .results import CalibrationNote, OperatingPointName
 
 __all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "read_segments", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
 
@@ -133,7 +133,7 @@ class EvaluationReport(BaseModel):
 
     model_id: str
     random_weights: bool = Field(description="The checkpoint has random weights: the scores mean nothing")
-    operating_point: OperatingPoint = Field(description="How segments were fed to the network (\"published\": padded to window_s)")
+    operating_point: OperatingPointName = Field(description="How segments were fed to the network (\"published\": padded to window_s)")
     window_s: float = Field(description="The model's window: the longest segment it reads, and the padded length when published")
     labels: list[str]
     device: str
