@@ -187,4 +187,4 @@ class UtteranceReading(BaseModel):
         default=False,
         description="True when the utterance reached the maximum length and was cut; the speech goes on in the next",
     )
-    latency_s: float = Field(description="Seconds from the utterance closing (its audio fed) to its reading being ready")
+    latency_s: float = Field(description="Seconds from the end of the utterance's speech (when its last voiced frame was fed; the closing pause counts) to its reading being ready")
