@@ -26,6 +26,28 @@ from .config import DEFAULT_MODEL_ID, MODEL_ENV_VAR
 PROG = "emotion-tool"
 
 
+def _operating_point(name: str):
+    """argparse type: an OperatingPoint, or a usage error that lists the accepted names."""
+    from .operating_point import OperatingPoint
+
+    try:
+        return OperatingPoint.parse(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e  # argparse prints it as a usage error
+
+
+def _point(args: argparse.Namespace):
+    """The operating point the arguments name (--operating-point, and the older spelled-out flags)."""
+    from .operating_point import OperatingPoint
+
+    return OperatingPoint.from_flags(
+        args.operating_point,
+        context=getattr(args, "context", None),
+        trace_mode=getattr(args, "trace_mode", None),
+        precision="int8" if getattr(args, "quantize", None) else None,
+    )
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -35,8 +57,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
     p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
-    p.add_argument("--quantize", choices=("int8",), default=None,
-                   help="int8: dynamically quantized linear layers on the CPU (a fast operating point)")
+    p.add_argument("--operating-point", default=None, metavar="NAME", type=_operating_point,
+                   help="published (default: reproduces the model), live (recommended for live audio on a CPU), "
+                   "or choices joined by '+': trimmed, bf16, fp16, int8, shared-encoder (e.g. bf16, trimmed+int8)")
+    p.add_argument("--quantize", choices=("int8",), default=None, help=argparse.SUPPRESS)  # older spelling of --operating-point int8
     p.add_argument("--calibration", metavar="FILE", default=None,
                    help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities and its uncertain threshold")
 
@@ -60,9 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=3600.0, help="refuse audio longer than this, seconds")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
-    fast.add_argument("--context", choices=("padded", "trimmed"), default="padded",
+    fast.add_argument("--context", choices=("padded", "trimmed"), default=None,
                       help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)")
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default="windows",
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=_analyze)
 
@@ -193,7 +217,7 @@ def _load(args: argparse.Namespace, options=None):
         dtype=args.dtype,
         options=options or AnalysisOptions(),
         local_files_only=args.offline,
-        quantize=getattr(args, "quantize", None),
+        operating_point=_point(args),
         calibration=getattr(args, "calibration", None),
     )
 
@@ -211,8 +235,6 @@ def _analyze(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         max_duration_s=args.max_duration,
         batch_size=args.batch_size,
-        context=args.context,
-        trace_mode=args.trace_mode,
     )
     rec = _load(args, options)
     if rec.operating_point(trace=args.trace) != "published":
@@ -321,7 +343,12 @@ def _info(args: argparse.Namespace) -> int:
         print(f"{dim:<12}{meaning}")
     print(f"device      {info.device} ({info.dtype})")
     print(f"parameters  {info.parameters:,}")
-    print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s, zero-padded to {info.max_window_s:g} s")
+    from .operating_point import cpu_features
+
+    padded = "trimmed" not in info.operating_point.split("+")
+    print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s" + (f", zero-padded to {info.max_window_s:g} s" if padded else ", encoder sees only their frames"))
+    features = cpu_features()
+    print(f"cpu         {features.describe()}" + ("" if features.fast_bf16 else "  (no bf16 units: operating point bf16 would be slow here)"))
     if info.calibration is not None:
         c = info.calibration
         print(f"calibration {c.source} (sha256 {c.sha256}): temperature {c.temperature:.4g}{', per-class bias' if c.bias else ''}, "
@@ -332,8 +359,8 @@ def _info(args: argparse.Namespace) -> int:
 def _agree(args: argparse.Namespace) -> int:
     from .agreement import measure_agreement
 
-    if args.quantize:
-        raise ValueError("agree compares against the published operating point: leave out --quantize")
+    if args.quantize or (args.operating_point is not None and not args.operating_point.published):
+        raise ValueError("agree compares against the published operating point: leave out --operating-point/--quantize and list points in --points")
     rec = _load(args)
     if rec.random_weights:
         print(f"{PROG}: note: {rec.model_id} has random weights: these deviations say nothing of the published model", file=sys.stderr)

@@ -51,6 +51,7 @@ from .metrics import (
     dimension_scores,
 )
 from .recognizer import AnalysisOptions, EmotionRecognizer
+from .operating_point import OperatingPoint
 from .results import CalibrationNote, OperatingPointName
 
 __all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "read_segments", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
@@ -541,9 +542,10 @@ def add_reading_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16")
     p.add_argument("--offline", action="store_true", help="never reach the Hub; use the local cache only")
-    p.add_argument("--context", choices=("padded", "trimmed"), default="padded",
-                   help="padded: every segment padded to 30 s, as published (default); trimmed: a fast operating point")
-    p.add_argument("--quantize", choices=("int8",), default=None, help="int8: quantized linear layers on the CPU (a fast operating point)")
+    p.add_argument("--operating-point", default=None, metavar="NAME",
+                   help="published (default), or e.g. bf16, trimmed, int8, trimmed+bf16 (see `emotion-tool analyze --help`); the report names it")
+    p.add_argument("--context", choices=("padded", "trimmed"), default=None, help=argparse.SUPPRESS)  # older spelling
+    p.add_argument("--quantize", choices=("int8",), default=None, help=argparse.SUPPRESS)  # older spelling
     p.add_argument("--label-map", default=None, metavar="JSON", help='dataset label → model label, as JSON or a JSON file: {"exc": "happy", "oth": null}')
     p.add_argument("--dim-scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"), help="scale of the manifest's valence/arousal/dominance (default 0 1)")
     p.add_argument("--segment-s", type=float, default=2.0, help="fine-grained segment length, seconds (default 2)")
@@ -559,8 +561,10 @@ def load_for_reading(args: argparse.Namespace) -> tuple[EmotionRecognizer, Manif
         device=args.device,
         dtype=args.dtype,
         local_files_only=args.offline,
-        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
-        quantize=args.quantize,
+        options=AnalysisOptions(batch_size=args.batch_size),
+        operating_point=OperatingPoint.from_flags(
+            getattr(args, "operating_point", None), context=args.context, precision="int8" if args.quantize else None
+        ),
         calibration=getattr(args, "calibration", None),
     )
     manifest = read_manifest(

@@ -80,6 +80,29 @@ class OperatingPoint:
             chosen[owner] = part
         return cls(**chosen)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_flags(
+        cls,
+        name: "str | OperatingPoint | None",
+        *,
+        context: str | None = None,
+        precision: str | None = None,
+        trace_mode: str | None = None,
+    ) -> "OperatingPoint":
+        """A named point with single choices given on top (command-line flags such as --context).
+
+        Raises:
+            ValueError: a choice contradicts one the name makes explicitly.
+        """
+        point = cls.parse(name)
+        for field, value in (("context", context), ("precision", precision), ("trace_mode", trace_mode)):
+            if value is None or value == getattr(point, field):
+                continue
+            if name is not None and getattr(point, field) != _PUBLISHED[field]:
+                raise ValueError(f"operating point {str(point)!r} and {field.replace('_', ' ')} {value!r} contradict each other; give one")
+            point = replace(point, **{field: value})
+        return point
+
     @property
     def name(self) -> str:
         """The canonical name: "published", or the non-published choices joined by "+"."""

@@ -345,6 +345,7 @@ class EmotionRecognizer:
             device=str(self.device),
             dtype=str(self.encoder_dtype).removeprefix("torch.") if self.precision != "int8" else "int8",
             parameters=self._parameters,
+            cpu=cpu_features().describe() if self.device.type == "cpu" else None,
             languages=LANGUAGES,
             limitations=LIMITATIONS,
             calibration=self._calibration_note,

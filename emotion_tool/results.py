@@ -145,6 +145,7 @@ class ModelInfo(BaseModel):
     device: str = Field(description="Where the network runs")
     dtype: str = Field(description="Numeric precision of the encoder (pooling and heads stay fp32 on the CPU)")
     parameters: int = Field(description="Parameters of the loaded network (the unused Whisper decoder is not loaded)")
+    cpu: str | None = Field(default=None, description="The CPU's vector and matrix features (bf16/int8 units), when the network runs on the CPU")
     languages: list[str] = Field(description="Languages the model was trained for")
     limitations: list[str] = Field(description="Known weaknesses to keep in mind when acting on readings")
     calibration: CalibrationNote | None = Field(

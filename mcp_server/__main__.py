@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--dtype", default=d.dtype, help="auto, float32, float16 or bfloat16 (default: auto)")
+    p.add_argument(
+        "--operating-point",
+        default=None,
+        metavar="NAME",
+        help="published (default: reproduces the model), live (recommended for streaming sessions on a CPU: "
+        "trimmed context in bf16, answers within about a second but moves readings), or e.g. bf16, int8; "
+        "shown in emotion://model and named in every result",
+    )
     p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="streamable-http: port, 0 for any free one (default: 8000)")
@@ -110,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             model=args.model,
             device=args.device,
             dtype=args.dtype,
+            operating_point=args.operating_point,
             allow_dirs=tuple(Path(d) for d in args.allow_dirs),
             max_duration_s=args.max_duration,
             max_request_mb=args.max_request_mb,

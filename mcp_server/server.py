@@ -22,7 +22,8 @@ from pydantic import Field
 from emotion_tool import AudioError, EmotionAnalysis, EmotionRecognizer
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.results import UtteranceReading
-from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
+from emotion_tool.operating_point import OperatingPoint
+from emotion_tool.segmenter import StreamOptions, UtteranceSegmenter
 
 from .app_view import ICONS, TOOL_UI_META, apps_extension
 from .auth import principal
@@ -47,6 +48,7 @@ class ServerOptions:
     model: str | None = None  # Hub id or checkpoint directory; None: $EMOTION_TOOL_MODEL, else MERaLiON/MERaLiON-SER-v1
     device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:N" or "mps"
     dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "float16" or "bfloat16"
+    operating_point: str | None = None  # None or "published": reproduces the model; "live": the recommended point for live sessions on a CPU; any name of emotion_tool.operating_point
     allow_dirs: tuple[Path, ...] = ()  # directories audio_path may read from; none: no file is read
     max_duration_s: float = 600.0  # longest recording analyze_emotion takes, seconds
     max_request_mb: float = 16.0  # largest base64 payload (audio_base64, chunk_base64) or file, MiB
@@ -62,6 +64,8 @@ class ServerOptions:
         for name in ("max_duration_s", "max_request_mb", "max_chunk_s", "max_session_s", "session_idle_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.operating_point is not None:
+            OperatingPoint.parse(self.operating_point)  # a bad name fails at start-up, not at the first call
         if self.max_sessions < 1 or self.max_pending < 1:
             raise ValueError(f"max_sessions and max_pending must be at least 1, got {self.max_sessions}, {self.max_pending}")
 
@@ -177,7 +181,9 @@ class _ModelLifespan:
 
     def _load(self) -> AppContext:
         o = self.options
-        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype, calibration=o.calibration)
+        recognizer = EmotionRecognizer.from_pretrained(
+            o.model, device=o.device, dtype=o.dtype, calibration=o.calibration, operating_point=o.operating_point
+        )
         return AppContext(
             recognizer=recognizer,
             options=o,
@@ -198,7 +204,7 @@ async def _sweep_sessions(state: AppContext) -> None:
 
 async def _close_sessions(sessions: list[Session]) -> None:
     for s in sessions:
-        await anyio.to_thread.run_sync(s.analyzer.close)
+        s.ended = True  # a segmenter holds no thread: dropping the session frees it
 
 
 def create_server(options: ServerOptions = ServerOptions(), *, auth: dict[str, Any] | None = None) -> MCPServer[AppContext]:
@@ -313,21 +319,18 @@ def create_server(options: ServerOptions = ServerOptions(), *, auth: dict[str, A
             await _close_sessions(state.sessions.expire())
             state.sessions.check_room()
             stream_options = replace(state.stream_options, sample_rate=sample_rate)
-            analyzer = await anyio.to_thread.run_sync(
-                lambda: StreamingAnalyzer(state.recognizer, options=stream_options)
-            )
+            segmenter = await anyio.to_thread.run_sync(lambda: UtteranceSegmenter(stream_options))
             session = Session(
                 id=state.sessions.new_id(),
                 owner=_client_key(ctx),
                 sample_rate=sample_rate,
                 encoding=encoding,
-                analyzer=analyzer,
+                segmenter=segmenter,
                 last_used=0.0,
             )
             try:
                 dropped = state.sessions.add(session)
             except RequestError:
-                await anyio.to_thread.run_sync(analyzer.close)
                 raise
             await _close_sessions(dropped)
         except (RequestError, ValueError) as e:
@@ -372,7 +375,8 @@ def create_server(options: ServerOptions = ServerOptions(), *, auth: dict[str, A
             def feed() -> list[UtteranceReading]:
                 if session.ended:  # end_emotion_session got its turn first
                     raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
-                return session.analyzer.push(samples)
+                closed = session.segmenter.push(samples)
+                return session.read(state.recognizer, closed, min_confidence=state.stream_options.min_confidence)
 
             session.in_flight += 1
             try:
@@ -384,8 +388,8 @@ def create_server(options: ServerOptions = ServerOptions(), *, auth: dict[str, A
                 session_id=session.id,
                 readings=readings,
                 received_s=session.received_s,
-                speaking=session.analyzer.speaking,
-                utterances=len(session.analyzer.trace),
+                speaking=session.segmenter.speaking,
+                utterances=len(session.readings),
             )
         except (RequestError, AudioError, ServerBusy, ValueError) as e:
             raise ToolError(str(e)) from e
@@ -415,10 +419,8 @@ def create_server(options: ServerOptions = ServerOptions(), *, auth: dict[str, A
             def finish() -> None:  # one job, so no push can slip in between
                 if session.ended:
                     return
-                session.analyzer.flush()
-                session.final_trace = session.analyzer.trace
+                session.read(state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence)
                 session.ended = True
-                session.analyzer.close()
 
             session.in_flight += 1
             try:

@@ -91,3 +91,11 @@ def test_detection_can_be_overridden():
     ).stdout.split()
     assert out == ["False", "True"]
 
+
+
+def test_from_flags_adds_spelled_out_choices_and_refuses_contradictions():
+    assert str(OperatingPoint.from_flags(None, context="trimmed", precision="int8")) == "trimmed+int8"
+    assert str(OperatingPoint.from_flags("bf16", context="trimmed")) == "trimmed+bf16"
+    assert str(OperatingPoint.from_flags("trimmed", context="trimmed")) == "trimmed"
+    with pytest.raises(ValueError, match="contradict"):
+        OperatingPoint.from_flags("bf16", precision="int8")
