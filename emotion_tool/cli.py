@@ -154,9 +154,9 @@ def _add_batch(sub) -> None:
     ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each model actor reserves (default 1)")
     ray.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
-    fast.add_argument("--context", choices=("padded", "trimmed"), default="padded",
+    fast.add_argument("--context", choices=("padded", "trimmed"), default=None,
                       help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)")
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default="windows",
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=_batch)
 
@@ -169,7 +169,7 @@ def _batch(args: argparse.Namespace) -> int:
 
     options = AnalysisOptions(
         trace=args.trace, window_s=args.window_s, hop_s=args.hop_s, min_confidence=args.min_confidence,
-        max_duration_s=args.max_duration, batch_size=args.batch_size, context=args.context, trace_mode=args.trace_mode,
+        max_duration_s=args.max_duration, batch_size=args.batch_size,
     )  # fmt: skip
     batch = BatchOptions(workers=args.workers, threads=args.threads, prefetch=args.prefetch, rows_per_part=args.rows_per_part, progress=not args.no_progress)
     items = collect_items(args.inputs)
@@ -178,7 +178,7 @@ def _batch(args: argparse.Namespace) -> int:
         model = str(Path(model).expanduser().resolve())  # Ray actors may start in another directory
     loader = functools.partial(
         EmotionRecognizer.from_pretrained, model, device=args.device, dtype=args.dtype, options=options,
-        local_files_only=args.offline, quantize=args.quantize,
+        local_files_only=args.offline, operating_point=str(_point(args)),
     )  # fmt: skip
     rec = loader()
     point = rec.operating_point()
