@@ -75,8 +75,11 @@ def build_graph() -> CompiledStateGraph:
         if _graph is None:
             from emotion_tool import EmotionRecognizer
 
-            # $EMOTION_TOOL_MODEL or the published model
-            recognizer = EmotionRecognizer.from_pretrained(calibration=os.environ.get(CALIBRATION_ENV_VAR) or None)
+            # $EMOTION_TOOL_MODEL or the published model; $EMOTION_TOOL_OPERATING_POINT or "published"
+            recognizer = EmotionRecognizer.from_pretrained(
+                calibration=os.environ.get(CALIBRATION_ENV_VAR) or None,
+                operating_point=os.environ.get("EMOTION_TOOL_OPERATING_POINT") or None,
+            )
             graph = build_empathic_agent(recognizer, chat_model=chat_model_from_env(), checkpointer=False, store=False)
             attrs = {k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_serde_allowlist")}
             _graph = _ServedGraph(**attrs)

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=f"Hub id or checkpoint directory (default: ${MODEL_ENV_VAR} or {DEFAULT_MODEL_ID})")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--calibration", metavar="FILE", default=None, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, named in the readings")
+    p.add_argument("--operating-point", default=None, metavar="NAME", help="published (default: reproduces the model), live, bf16, ... (see emotion-tool analyze --help)")
     p.add_argument("--thread", help="conversation thread id (default: a new one, printed)")
     p.add_argument("--db", type=Path, help="SQLite file the conversation is kept in (default: see above)")
     p.add_argument("--llm", metavar="PROVIDER:MODEL", help="chat model for init_chat_model, e.g. openai:gpt-4o-mini")
@@ -58,14 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
         transcriber = WhisperTranscriber(args.stt)
 
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device, calibration=args.calibration)
+    recognizer = EmotionRecognizer.from_pretrained(
+        args.model, device=args.device, calibration=args.calibration, operating_point=args.operating_point
+    )
     db = args.db or default_db_path()
     checkpointer = sqlite_checkpointer(db)
     graph = build_empathic_agent(
         recognizer, chat_model=args.llm, checkpointer=checkpointer, send_audio=args.send_audio, transcriber=transcriber
     )
     thread = args.thread or f"demo-{uuid.uuid4().hex[:8]}"
-    print(f"model:  {recognizer.model_id}")
+    print(f"model:  {recognizer.model_id} (operating point {recognizer.operating_point()})")
     if recognizer.calibration is not None:
         print(f"calibration: {recognizer.info().calibration.source} (sha256 {recognizer.calibration.digest()})")
     if recognizer.random_weights:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .audio import AudioInput, load_audio
 from .config import SAMPLE_RATE
+from .operating_point import OperatingPoint
 from .options import FAST_POINTS, AnalysisOptions
 from .recognizer import EmotionRecognizer
 from .results import EmotionAnalysis, EmotionReading
@@ -50,20 +51,8 @@ class AgreementReport(BaseModel):
     points: list[Agreement]
 
 
-def _options(point: str, base: AnalysisOptions) -> tuple[AnalysisOptions, bool]:
-    """AnalysisOptions for an operating point name, and whether it needs the int8 recognizer."""
-    parts = set(point.split("+"))
-    unknown = parts - {"published", "trimmed", "int8", "shared-encoder"}
-    if unknown:
-        raise ValueError(f"unknown operating point {point!r}; choose from published, {', '.join(FAST_POINTS)}")
-    return (
-        replace(
-            base,
-            context="trimmed" if "trimmed" in parts else "padded",
-            trace_mode="shared-encoder" if "shared-encoder" in parts else "windows",
-        ),
-        "int8" in parts,
-    )
+def _options(point: OperatingPoint, base: AnalysisOptions) -> AnalysisOptions:
+    return replace(base, context=point.context, trace_mode=point.trace_mode)
 
 
 def _readings(a: EmotionAnalysis, trace: bool) -> list[EmotionReading]:
@@ -98,14 +87,15 @@ def measure_agreement(
     Args:
         recognizer: a recognizer without quantization (its options' other fields are kept).
         audio: recordings (paths, bytes, or 16 kHz arrays).
-        points: fast operating points to measure.
-        quantized: the same weights with quantize="int8", for points that include "int8"; made on
-            the CPU from `recognizer` when not given.
+        points: operating point names to measure (see `emotion_tool.operating_point`).
+        quantized: the same weights at precision "int8", for points that include "int8"; made on
+            the CPU from `recognizer` when not given (other precisions are always made from it).
         window_s, hop_s: the trace used for points that change the trace ("shared-encoder").
         log: called with a line of progress per measurement.
     """
-    if recognizer.quantization:
-        raise ValueError("measure against a recognizer without quantization (the published operating point)")
+    if recognizer.precision != "fp32":
+        raise ValueError(f"measure against an fp32 recognizer (the published operating point), not {recognizer.precision}")
+    parsed = [OperatingPoint.parse(p) for p in points]  # every name checked before anything runs
     names = list(names) if names is not None else [a if isinstance(a, str) else f"audio {i}" for i, a in enumerate(audio)]
     waves = [load_audio(a, sample_rate=SAMPLE_RATE if isinstance(a, np.ndarray) else None, name=n) for a, n in zip(audio, names)]
     base = replace(recognizer.options, window_s=window_s, hop_s=hop_s)
@@ -119,17 +109,19 @@ def measure_agreement(
 
     exact: dict[bool, tuple[list[EmotionReading], float]] = {}
     results = []
-    for point in points:
-        options, needs_int8 = _options(point, base)
+    copies: dict[str, EmotionRecognizer] = {"fp32": recognizer}
+    if quantized is not None:
+        copies["int8"] = quantized
+    for parsed_point in parsed:
+        point = str(parsed_point)
+        options = _options(parsed_point, base)
         trace = options.trace_mode == "shared-encoder"
         if trace not in exact:
             say(f"published operating point ({'trace' if trace else 'windows'}) ...")
             exact[trace] = run(recognizer, base, trace)
-        rec = recognizer
-        if needs_int8:
-            if quantized is None:
-                quantized = _quantized_copy(recognizer)
-            rec = quantized
+        if parsed_point.precision not in copies:
+            copies[parsed_point.precision] = _copy_at(recognizer, parsed_point.precision)
+        rec = copies[parsed_point.precision]
         say(f"{point} ...")
         fast, fast_s = run(rec, options, trace)
         max_p, agree, mean_d, max_d = compare_readings(exact[trace][0], fast)
@@ -158,15 +150,15 @@ def measure_agreement(
     )
 
 
-def _quantized_copy(recognizer: EmotionRecognizer) -> EmotionRecognizer:
+def _copy_at(recognizer: EmotionRecognizer, precision: str) -> EmotionRecognizer:
     import copy
 
-    if recognizer.device.type != "cpu":
+    if precision == "int8" and recognizer.device.type != "cpu":
         raise ValueError("int8 operating points run on the CPU; load the recognizer with device='cpu'")
     return EmotionRecognizer(
         copy.deepcopy(recognizer.model),
         model_id=recognizer.model_id,
         random_weights=recognizer.random_weights,
         options=recognizer.options,
-        quantize="int8",
+        precision=precision,  # type: ignore[arg-type]
     )

@@ -24,9 +24,14 @@ __all__ = [
     "add_context_arg",
     "add_reading_args",
     "load_options",
+    "point_from_args",
     "options_from_args",
 ]
 
+_POINT_HELP = (
+    "published (default: reproduces the model), live (recommended for live audio on a CPU), "
+    "or choices joined by '+': trimmed, bf16, fp16, int8, shared-encoder (e.g. bf16, trimmed+int8)"
+)
 _CALIBRATION_HELP = "a calibration.json from `emotion-tool calibrate`: calibrated probabilities and its uncertain threshold"
 
 
@@ -38,14 +43,17 @@ def add_model_args(
     offline: bool = True,
     quantize: bool = True,
     device_help: str = "where the model runs: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps",
+    operating_point_help: str = _POINT_HELP,
 ) -> None:
-    """Adds --model, --device and (unless turned off) --dtype, --offline, --quantize.
+    """Adds --model, --device, --operating-point and (unless turned off) --dtype, --offline, --quantize.
 
     Args:
         p: a parser or argument group.
         defaults: any object with `model`, `device` and `dtype` attributes (LoadOptions, ServerOptions).
-        dtype, offline, quantize: whether to add those arguments.
+        dtype, offline, quantize: whether to add those arguments (--quantize is the older spelling of
+            --operating-point int8, kept hidden).
         device_help: the help text of --device.
+        operating_point_help: the help text of --operating-point.
     """
     p.add_argument(
         "--model",
@@ -61,13 +69,38 @@ def add_model_args(
         )
     if offline:
         p.add_argument("--offline", action="store_true", default=LoadOptions.offline, help="never reach the Hub; use the local cache only")
+    p.add_argument(
+        "--operating-point",
+        default=getattr(defaults, "operating_point", None),
+        metavar="NAME",
+        type=_operating_point,
+        help=operating_point_help,
+    )
     if quantize:
-        p.add_argument(
-            "--quantize",
-            choices=("int8",),
-            default=LoadOptions.quantize,
-            help="int8: dynamically quantized linear layers on the CPU (a fast operating point)",
-        )
+        p.add_argument("--quantize", choices=("int8",), default=LoadOptions.quantize, help=argparse.SUPPRESS)
+
+
+def _operating_point(name: str) -> Any:
+    """argparse type: an OperatingPoint, or a usage error that lists the accepted names."""
+    from .operating_point import OperatingPoint
+
+    try:
+        return OperatingPoint.parse(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e  # argparse prints it as a usage error
+
+
+def point_from_args(args: argparse.Namespace) -> Any:
+    """The OperatingPoint the arguments name: --operating-point, with the older single-choice flags
+    (--context, --trace-mode, --quantize) on top; a contradiction between them is a ValueError."""
+    from .operating_point import OperatingPoint
+
+    return OperatingPoint.from_flags(
+        getattr(args, "operating_point", None),
+        context=getattr(args, "context", None),
+        trace_mode=getattr(args, "trace_mode", None),
+        precision="int8" if getattr(args, "quantize", None) else None,
+    )
 
 
 def add_calibration_arg(p: argparse.ArgumentParser | Any, *, help: str = _CALIBRATION_HELP) -> None:
@@ -99,7 +132,7 @@ def add_context_arg(p: argparse.ArgumentParser | Any, defaults: AnalysisOptions 
     p.add_argument(
         "--context",
         choices=("padded", "trimmed"),
-        default=defaults.context,
+        default=None,  # unset: the operating point decides (padded unless it says trimmed)
         help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)",
     )
 
@@ -111,7 +144,7 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         device=args.device,
         dtype=getattr(args, "dtype", LoadOptions.dtype),
         offline=getattr(args, "offline", LoadOptions.offline),
-        quantize=getattr(args, "quantize", LoadOptions.quantize),
+        operating_point=str(point_from_args(args)),
         calibration=getattr(args, "calibration", LoadOptions.calibration),
     )
 
@@ -122,5 +155,7 @@ def options_from_args(cls: type[_Options], args: argparse.Namespace, **overrides
     Fields the command line does not set keep the dataclass's defaults, so the defaults stay in one place.
     """
     given = vars(args)
-    values = {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}  # type: ignore[arg-type]
+    # An argument left unset (None) keeps the field's default: options such as --context default to
+    # None so that the operating point, not the analysis options, decides them.
+    values = {f.name: given[f.name] for f in dataclasses.fields(cls) if given.get(f.name) is not None}  # type: ignore[arg-type]
     return cls(**{**values, **overrides})

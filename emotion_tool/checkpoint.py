@@ -176,8 +176,18 @@ def _config_from_shapes(
     return config
 
 
-def load_weights(model: MERaLiONSER, weights: Path, *, dtype: torch.dtype) -> None:
-    """Reads exactly the tensors `model` needs from `weights` into it, strictly.
+def load_weights(
+    model: MERaLiONSER,
+    weights: Path,
+    *,
+    dtype: torch.dtype,
+    encoder_dtype: torch.dtype | None = None,
+    own_memory: bool = False,
+) -> None:
+    """Reads exactly the tensors `model` needs from `weights` into it, strictly, in `dtype` (the
+    encoder's tensors in `encoder_dtype` when given: bf16 weights are read straight into bf16, so no
+    fp32 copy of the encoder is ever held). `own_memory` copies tensors out of the file's memory map
+    (for weights that are converted after loading, e.g. quantized, so that the map is released).
 
     Raises:
         CheckpointError: naming any missing, unexpected or mis-shaped tensor.
@@ -204,7 +214,11 @@ def load_weights(model: MERaLiONSER, weights: Path, *, dtype: torch.dtype) -> No
             detail = "; ".join(f"{label}: {_names(names)}" for label, names in problems)
             raise CheckpointError(f"{weights} does not fit the MERaLiON-SER network ({detail})")
         for name in expected:
-            state[name] = f.get_tensor(name).to(dtype)
+            wanted = encoder_dtype if encoder_dtype is not None and name.startswith("whisper.") else dtype
+            t = f.get_tensor(name)
+            # Tensors read as stored share the file's memory map, which then stays mapped (and counted
+            # as resident) whole. When the encoder is converted, copy the rest too so the map goes.
+            state[name] = t.clone() if t.dtype == wanted and own_memory else t.to(wanted)
     model.load_state_dict(state, strict=True, assign=True)
 
 
@@ -214,11 +228,20 @@ def _names(names: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def build_model(checkpoint: Checkpoint, *, device: torch.device, dtype: torch.dtype) -> MERaLiONSER:
-    """Builds the network without allocating random weights, loads the checkpoint, moves it to `device`."""
+def build_model(
+    checkpoint: Checkpoint,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    encoder_dtype: torch.dtype | None = None,
+    own_memory: bool = False,
+) -> MERaLiONSER:
+    """Builds the network without allocating random weights, loads the checkpoint, moves it to `device`.
+    `encoder_dtype` (default `dtype`) is the Whisper encoder's; the ECAPA-TDNN and heads get `dtype`."""
     with torch.device("meta"):
         model = MERaLiONSER(checkpoint.config)
-    load_weights(model, checkpoint.path / WEIGHTS_FILE, dtype=dtype)
+    own = own_memory or (encoder_dtype is not None and encoder_dtype != dtype)
+    load_weights(model, checkpoint.path / WEIGHTS_FILE, dtype=dtype, encoder_dtype=encoder_dtype, own_memory=own)
     return model.to(device).eval().requires_grad_(False)
 
 

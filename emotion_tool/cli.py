@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     add_context_arg(fast, d)
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=d.trace_mode,
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=_analyze)
 
@@ -175,7 +175,7 @@ def _add_batch(sub) -> None:
     ray.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     add_context_arg(fast, d)
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=d.trace_mode,
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=_batch)
 
@@ -207,7 +207,7 @@ def _batch(args: argparse.Namespace) -> int:
         model = str(Path(model).expanduser().resolve())  # Ray actors may start in another directory
     loader = functools.partial(
         EmotionRecognizer.from_pretrained, model, device=o.device, dtype=o.dtype, options=options,
-        local_files_only=o.offline, quantize=o.quantize,
+        local_files_only=o.offline, operating_point=o.operating_point,
     )  # fmt: skip
     rec = loader()
     point = rec.operating_point()
@@ -247,7 +247,7 @@ def _load(args: argparse.Namespace, options: AnalysisOptions | None = None):
         dtype=o.dtype,
         options=options or AnalysisOptions(),
         local_files_only=o.offline,
-        quantize=o.quantize,
+        operating_point=o.operating_point,
         calibration=o.calibration,
     )
 
@@ -365,7 +365,12 @@ def _info(args: argparse.Namespace) -> int:
         print(f"{dim:<12}{meaning}")
     print(f"device      {info.device} ({info.dtype})")
     print(f"parameters  {info.parameters:,}")
-    print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s, zero-padded to {info.max_window_s:g} s")
+    from .operating_point import cpu_features
+
+    padded = "trimmed" not in info.operating_point.split("+")
+    print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s" + (f", zero-padded to {info.max_window_s:g} s" if padded else ", encoder sees only their frames"))
+    features = cpu_features()
+    print(f"cpu         {features.describe()}" + ("" if features.fast_bf16 else "  (no bf16 units: operating point bf16 would be slow here)"))
     if info.calibration is not None:
         c = info.calibration
         print(f"calibration {c.source} (sha256 {c.sha256}): temperature {c.temperature:.4g}{', per-class bias' if c.bias else ''}, "
@@ -376,8 +381,8 @@ def _info(args: argparse.Namespace) -> int:
 def _agree(args: argparse.Namespace) -> int:
     from .agreement import measure_agreement
 
-    if args.quantize:
-        raise ValueError("agree compares against the published operating point: leave out --quantize")
+    if args.quantize or (args.operating_point is not None and not args.operating_point.published):
+        raise ValueError("agree compares against the published operating point: leave out --operating-point/--quantize and list points in --points")
     rec = _load(args)
     if rec.random_weights:
         print(f"{PROG}: note: {rec.model_id} has random weights: these deviations say nothing of the published model", file=sys.stderr)

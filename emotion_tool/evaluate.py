@@ -46,7 +46,7 @@ from .metrics import ClassificationScores, EmotionScores, ScoreIntervals, bootst
 from .options import AnalysisOptions, EvaluationOptions, Protocol
 from .plot import plot_confusion
 from .recognizer import EmotionRecognizer
-from .results import CalibrationNote, OperatingPoint
+from .results import CalibrationNote, OperatingPointName
 
 __all__ = ["EvaluationOptions", "EvaluationReport", "evaluate", "read_segments", "format_report", "write_report", "plot_confusion", "add_subcommand", "run"]
 
@@ -89,7 +89,7 @@ class EvaluationReport(BaseModel):
 
     model_id: str
     random_weights: bool = Field(description="The checkpoint has random weights: the scores mean nothing")
-    operating_point: OperatingPoint = Field(description="How segments were fed to the network (\"published\": padded to window_s)")
+    operating_point: OperatingPointName = Field(description="How segments were fed to the network (\"published\": padded to window_s)")
     window_s: float = Field(description="The model's window: the longest segment it reads, and the padded length when published")
     labels: list[str]
     device: str
@@ -467,8 +467,8 @@ def load_for_reading(args: argparse.Namespace) -> tuple[EmotionRecognizer, Manif
         device=o.device,
         dtype=o.dtype,
         local_files_only=o.offline,
-        options=AnalysisOptions(context=args.context, batch_size=args.batch_size),
-        quantize=o.quantize,
+        options=AnalysisOptions(batch_size=args.batch_size),
+        operating_point=o.operating_point,
         calibration=o.calibration,
     )
     manifest = read_manifest(

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .operating_point import NAMED_POINTS
 from .vad import VadOptions
 
 __all__ = ["AnalysisOptions", "EvaluationOptions", "LoadOptions", "CalibrationOptions", "FAST_POINTS"]
@@ -14,11 +15,12 @@ __all__ = ["AnalysisOptions", "EvaluationOptions", "LoadOptions", "CalibrationOp
 Context = Literal["padded", "trimmed"]
 TraceMode = Literal["windows", "shared-encoder"]
 Quantization = Literal["int8"]
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 ECE_BINS = 15  # equal-width bins, as in Guo et al. (2017), "On Calibration of Modern Neural Networks"
 
-FAST_POINTS = ("trimmed", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder")
-"""The opt-in operating points, each compared with "published" (see EmotionAnalysis.operating_point)."""
+FAST_POINTS: tuple[str, ...] = tuple(p for p in NAMED_POINTS if p != "published")
+"""The opt-in operating points `emotion-tool agree` measures by default, each compared with "published"."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class LoadOptions:
     device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:N" or "mps"
     dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "float16" or "bfloat16"
     offline: bool = False  # never reach the Hub; use the local cache only
-    quantize: Quantization | None = None  # "int8": dynamically quantized linear layers on the CPU (a fast operating point)
+    quantize: Quantization | None = None  # "int8": older spelling of operating_point="int8"
+    operating_point: str | None = None  # None or "published": reproduces the model; "live", "bf16", "trimmed+int8", ... (emotion_tool.operating_point)
     calibration: str | os.PathLike | None = None  # a calibration.json from `emotion-tool calibrate`; None: the network's own probabilities
 
 

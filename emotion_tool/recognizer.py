@@ -15,6 +15,7 @@ from .checkpoint import Checkpoint, build_model, read_checkpoint
 from .config import SAMPLE_RATE, default_model
 from .features import log_mel_spectrogram, pad_or_trim
 from .model import MERaLiONSER
+from .operating_point import OperatingPoint, cpu_features
 from .results import (
     DIMENSION_MEANINGS,
     LANGUAGES,
@@ -24,7 +25,7 @@ from .results import (
     ModelInfo,
     TraceSegment,
 )
-from .options import AnalysisOptions, Context, Quantization
+from .options import AnalysisOptions, Context, Precision, Quantization
 from .vad import SpeechDetector, VadOptions, speech_seconds
 from .windows import plan_trace, plan_windows, weighted_mean
 
@@ -105,16 +106,37 @@ class EmotionRecognizer:
         options: AnalysisOptions = AnalysisOptions(),
         quantize: Quantization | None = None,
         calibration: "str | os.PathLike | Calibration | None" = None,
+        precision: Precision | None = None,
     ):
+        """Wraps a built network. `precision` (default: the dtype the encoder holds) casts the encoder to
+        "bf16"/"fp16" or quantizes its linear layers to "int8" in place; `quantize="int8"` is the same
+        as `precision="int8"`."""
+        if quantize is not None:
+            if quantize != "int8":
+                raise ValueError(f"unknown quantization {quantize!r}; the one available is 'int8'")
+            if precision not in (None, "int8"):
+                raise ValueError(f"quantize={quantize!r} contradicts precision={precision!r}; give one of them")
+            precision = "int8"
         self.model = model.eval()
         self.model_id = model_id
         self.random_weights = random_weights
         self.options = options
-        self._param = next(model.parameters())
+        self._param = next(model.downstream_model.parameters())  # the heads' device and dtype
         self._parameters = sum(p.numel() for p in model.parameters())
-        self.quantization = quantize
-        if quantize is not None:
-            self.model = _quantize(self.model, quantize)
+        encoder = self.model.whisper.encoder
+        if precision is None:
+            precision = _PRECISION_OF.get(next(encoder.parameters()).dtype, "fp32")
+        OperatingPoint(precision=precision)  # validates the name
+        if precision in ("bf16", "fp16"):
+            _warn_if_slow(precision, self._param.device)
+            encoder.to(_DTYPES[precision])
+        elif precision == "int8":
+            if self._param.device.type != "cpu":
+                raise ValueError(f"precision 'int8' runs on the CPU only; use device='cpu' or bf16/fp16 on {self._param.device}")
+            self.model = _quantize(self.model, "int8")
+        self.precision: Precision = precision
+        self.quantization = "int8" if precision == "int8" else None
+        self._encoder_dtype = torch.float32 if precision == "int8" else next(encoder.parameters()).dtype
         self._vad: SpeechDetector | None = None
         self._vad_options: VadOptions | None = None
         self._lock = threading.Lock()
@@ -186,6 +208,7 @@ class EmotionRecognizer:
         local_files_only: bool = False,
         quantize: Quantization | None = None,
         calibration: "str | os.PathLike | Calibration | None" = None,
+        operating_point: str | OperatingPoint | None = None,
     ) -> "EmotionRecognizer":
         """Loads a checkpoint from a Hub id or a directory in the published layout.
 
@@ -195,8 +218,11 @@ class EmotionRecognizer:
             dtype: "auto" (bf16/fp16 on GPU, fp32 on CPU), or "float32", "float16", "bfloat16".
             options: analysis defaults for `analyze`.
             revision, token, cache_dir, local_files_only: passed to the Hub download.
-            quantize: "int8" quantizes the linear layers dynamically (CPU only; a fast operating point
-                that changes the numbers slightly — see `emotion-tool agree`). None keeps the weights.
+            quantize: "int8" is the same as operating_point="int8" (kept for older callers).
+            operating_point: a name such as "published" (the default), "live", "bf16" or "trimmed+int8"
+                (see `emotion_tool.operating_point`): its precision sets the encoder's weights, its
+                context and trace mode replace those of `options`. Anything but "published" changes
+                the numbers, and every result names the point.
             calibration: a calibration.json (or its directory, or a `Calibration`) from `emotion-tool
                 calibrate`: probabilities go through its temperature and bias, the uncertain flag uses its
                 threshold unless `options.min_confidence` is set, and readings name it. None: the
@@ -204,7 +230,13 @@ class EmotionRecognizer:
 
         Raises:
             CheckpointError: the checkpoint cannot be found or does not fit the network.
+            ValueError: an unknown operating point, or one the device cannot run.
         """
+        point = OperatingPoint.parse(operating_point) if operating_point is not None else None
+        if point is not None:
+            options = replace(options, context=point.context, trace_mode=point.trace_mode)
+            if quantize is not None and point.precision != "int8":
+                raise ValueError(f"quantize={quantize!r} contradicts operating_point={str(point)!r}; give one of them")
         ckpt: Checkpoint = read_checkpoint(
             model if model is not None else default_model(),
             revision=revision,
@@ -213,22 +245,35 @@ class EmotionRecognizer:
             local_files_only=local_files_only,
         )
         dev = pick_device(device)
-        if quantize is not None and dev.type != "cpu":
-            raise ValueError(f"quantize={quantize!r} runs on the CPU only; use device='cpu' or no quantization on {dev}")
-        net = build_model(ckpt, device=dev, dtype=pick_dtype(dev, dtype))
+        precision = "int8" if quantize is not None else (point.precision if point is not None else None)
+        if precision == "int8" and dev.type != "cpu":
+            raise ValueError(f"int8 runs on the CPU only; use device='cpu', or bf16/fp16 on {dev}")
+        base = pick_dtype(dev, dtype)
+        if precision in ("bf16", "fp16") or (precision == "fp32" and dev.type != "cpu"):
+            # The named precision is the encoder's; pooling and heads keep fp32 (they cost little).
+            net = build_model(ckpt, device=dev, dtype=torch.float32, encoder_dtype=_DTYPES[precision])
+        elif precision == "int8":  # quantized in place (copying out of the file's map first measured worse)
+            net = build_model(ckpt, device=dev, dtype=torch.float32)
+        else:
+            net = build_model(ckpt, device=dev, dtype=base)
         return cls(
-            net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options, quantize=quantize, calibration=calibration
+            net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options, precision=precision, calibration=calibration
         )
 
-    def operating_point(self, options: AnalysisOptions | None = None, *, trace: bool | None = None) -> str:
-        """"published", or the fast operating points in use joined by "+" (e.g. "trimmed+int8")."""
+    @property
+    def point(self) -> OperatingPoint:
+        """The operating point of a whole-file analysis with the recognizer's options."""
+        return self.operating_point_of(self.options)
+
+    def operating_point_of(self, options: AnalysisOptions | None = None, *, trace: bool | None = None) -> OperatingPoint:
+        """The operating point that `options` (default: the recognizer's) give on these weights."""
         o = options or self.options
-        parts = ["trimmed"] if o.context == "trimmed" else []
-        if self.quantization:
-            parts.append(self.quantization)
-        if (o.trace if trace is None else trace) and o.trace_mode == "shared-encoder":
-            parts.append("shared-encoder")
-        return "+".join(parts) or "published"
+        shared = (o.trace if trace is None else trace) and o.trace_mode == "shared-encoder"
+        return OperatingPoint(context=o.context, precision=self.precision, trace_mode="shared-encoder" if shared else "windows")
+
+    def operating_point(self, options: AnalysisOptions | None = None, *, trace: bool | None = None) -> str:
+        """"published", or the opt-in choices in use joined by "+" (e.g. "trimmed+int8")."""
+        return str(self.operating_point_of(options, trace=trace))
 
     @property
     def labels(self) -> list[str]:
@@ -240,7 +285,13 @@ class EmotionRecognizer:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of pooling and heads (fp32 unless the whole network was loaded in half precision)."""
         return self._param.dtype
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        """The dtype the encoder computes in (fp32 for int8: its activations stay fp32)."""
+        return self._encoder_dtype
 
     def info(self) -> ModelInfo:
         """What is loaded, for people and assistants."""
@@ -253,8 +304,9 @@ class EmotionRecognizer:
             sample_rate=SAMPLE_RATE,
             max_window_s=float(self.model.config.features.chunk_length),
             device=str(self.device),
-            dtype=str(self.dtype).removeprefix("torch."),
+            dtype=str(self.encoder_dtype).removeprefix("torch.") if self.precision != "int8" else "int8",
             parameters=self._parameters,
+            cpu=cpu_features().describe() if self.device.type == "cpu" else None,
             languages=LANGUAGES,
             limitations=LIMITATIONS,
             calibration=self._calibration_note,
@@ -423,7 +475,7 @@ class EmotionRecognizer:
         for idx in self._batches([len(c) for c in chunks], batch_size, context):
             with self._lock, torch.inference_mode():
                 hidden = self._encode([chunks[i] for i in idx], context)
-                out = self.model.heads(self.model.embed(hidden))
+                out = self.model.heads(self.model.embed(hidden.to(self.dtype)))
                 logits[idx] = out.logits.float().cpu().numpy()
                 probs[idx] = self._softmax(out.logits).cpu().numpy()
                 dims[idx] = out.dims.float().cpu().numpy()
@@ -461,14 +513,14 @@ class EmotionRecognizer:
                 for b, host in enumerate(batch):
                     if host in row_of_window:  # the window's own reading, from the same pass
                         rows.append(row_of_window[host])
-                        pooled.append(self.model.embed(hidden[b : b + 1]))
+                        pooled.append(self.model.embed(hidden[b : b + 1].to(self.dtype)))
                     for j, seg in enumerate(segments):
                         if home[seg] != host:
                             continue
                         f0 = (max(seg[0], host[0]) - host[0]) // _SAMPLES_PER_FRAME  # clipped to the host
                         f1 = -(-(min(seg[1], host[1]) - host[0]) // _SAMPLES_PER_FRAME)
                         rows.append(len(windows) + j)
-                        pooled.append(self.model.embed(hidden[b : b + 1, f0:f1]))
+                        pooled.append(self.model.embed(hidden[b : b + 1, f0:f1].to(self.dtype)))
                 out = self.model.heads(torch.cat(pooled))
                 logits[rows] = out.logits.float().cpu().numpy()
                 probs[rows] = self._softmax(out.logits).cpu().numpy()
@@ -508,7 +560,7 @@ class EmotionRecognizer:
         feats = log_mel_spectrogram(torch.from_numpy(batch).to(self.device), cfg)
         if context == "trimmed":
             feats = feats[..., : 2 * max(self._frames(len(c)) for c in chunks)]
-        return self.model.whisper.encoder(feats.to(self.dtype))
+        return self.model.whisper.encoder(feats.to(self._encoder_dtype))
 
     def _detector(self, options: VadOptions) -> SpeechDetector:
         with self._lock:
@@ -519,9 +571,33 @@ class EmotionRecognizer:
 
     def __repr__(self) -> str:
         note = ", random weights" if self.random_weights else ""
-        quant = f", quantize={self.quantization!r}" if self.quantization else ""
+        point = f", operating_point={self.operating_point()!r}"
         cal = f", calibration={self._calibration_note.source!r}" if self._calibration_note else ""
-        return f"EmotionRecognizer({self.model_id!r}, device={self.device}, dtype={self.dtype}{quant}{cal}{note})"
+        return f"EmotionRecognizer({self.model_id!r}, device={self.device}{point}{cal}{note})"
+
+
+_PRECISION_OF = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def _warn_if_slow(precision: str, device: torch.device) -> None:
+    """Half precision on a CPU without the matching units works, only slower than fp32: say so."""
+    if device.type != "cpu":
+        return
+    import warnings
+
+    features = cpu_features()
+    if precision == "bf16" and not features.fast_bf16:
+        warnings.warn(
+            f"this CPU has no bf16 matrix units ({features.describe()}): the bf16 encoder works but may be "
+            "slower than fp32; use operating point 'published' or 'int8' here",
+            stacklevel=3,
+        )
+    elif precision == "fp16" and not features.avx512_fp16:
+        warnings.warn(
+            f"this CPU has no fp16 arithmetic units ({features.describe()}): the fp16 encoder runs slowly; "
+            "use 'bf16' (if the CPU has bf16 units) or 'int8' on the CPU",
+            stacklevel=3,
+        )
 
 
 def _quantize(model: MERaLiONSER, kind: Quantization) -> MERaLiONSER:
@@ -535,4 +611,5 @@ def _quantize(model: MERaLiONSER, kind: Quantization) -> MERaLiONSER:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        # In place: a copy would hold the fp32 and the int8 weights at once (peak memory about doubled).
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)

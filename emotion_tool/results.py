@@ -7,12 +7,12 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OperatingPoint = str
-"""How windows are fed to the network. "published": every window zero-padded to 30 s (3000 mel
+OperatingPointName = str
+"""How windows are fed to the network (see `emotion_tool.operating_point`). "published": every window zero-padded to 30 s (3000 mel
 frames), exactly as MERaLiON-SER-v1 was used; the only operating point that reproduces it.
-Otherwise the opt-in fast operating points in use, joined by "+": "trimmed" (the encoder sees only
-each window's frames), "int8" (dynamically quantized linear layers), "shared-encoder" (trace windows
-pooled from one encoder pass per 30-s window)."""
+Otherwise the opt-in choices in use, joined by "+": "trimmed" (the encoder sees only each window's
+frames), "bf16"/"fp16" (the encoder in half precision), "int8" (dynamically quantized linear layers),
+"shared-encoder" (trace windows pooled from one encoder pass per 30-s window)."""
 
 
 class CalibrationNote(BaseModel):
@@ -120,7 +120,7 @@ class EmotionAnalysis(BaseModel):
     source: str | None = Field(default=None, description="Where the audio came from (file name), if known")
     model_id: str = Field(description="The checkpoint: Hub id or directory")
     random_weights: bool = Field(description="True for test checkpoints with random weights: readings mean nothing")
-    operating_point: OperatingPoint = Field(description="How windows were fed to the network")
+    operating_point: OperatingPointName = Field(description="How windows were fed to the network")
     labels: list[str] = Field(description="Emotion labels in the model's index order")
     warnings: list[str] = Field(default_factory=list, description="Caveats about this analysis")
     calibration: CalibrationNote | None = Field(
@@ -139,12 +139,13 @@ class ModelInfo(BaseModel):
     random_weights: bool = Field(description="True for test checkpoints with random weights: readings mean nothing")
     labels: list[str] = Field(description="Emotion labels in the model's index order")
     dimensions: dict[str, str] = Field(description="Each dimension and what its 0..1 scale means")
-    operating_point: OperatingPoint = Field(description="How windows are fed to the network")
+    operating_point: OperatingPointName = Field(description="How windows are fed to the network")
     sample_rate: int = Field(description="Hz; all audio is converted to this, mono")
     max_window_s: float = Field(description="Longest stretch the network reads at once, seconds")
     device: str = Field(description="Where the network runs")
-    dtype: str = Field(description="Numeric precision of the network")
+    dtype: str = Field(description="Numeric precision of the encoder (pooling and heads stay fp32 on the CPU)")
     parameters: int = Field(description="Parameters of the loaded network (the unused Whisper decoder is not loaded)")
+    cpu: str | None = Field(default=None, description="The CPU's vector and matrix features (bf16/int8 units), when the network runs on the CPU")
     languages: list[str] = Field(description="Languages the model was trained for")
     limitations: list[str] = Field(description="Known weaknesses to keep in mind when acting on readings")
     calibration: CalibrationNote | None = Field(
@@ -187,4 +188,4 @@ class UtteranceReading(BaseModel):
         default=False,
         description="True when the utterance reached the maximum length and was cut; the speech goes on in the next",
     )
-    latency_s: float = Field(description="Seconds from the utterance closing (its audio fed) to its reading being ready")
+    latency_s: float = Field(description="Seconds from the end of the utterance's speech (when its last voiced frame was fed; the closing pause counts) to its reading being ready")

@@ -14,12 +14,25 @@ from .config import SAMPLE_RATE
 
 @dataclass(frozen=True)
 class VadOptions:
-    """How speech is told from silence."""
+    """How speech is told from silence: the one set of detector settings, for whole files and streams."""
 
-    threshold: float = 0.5  # speech probability above which a 32-ms frame counts as speech
+    threshold: float = 0.5  # speech probability above which a 32-ms frame counts as speech (streams: silence below threshold - 0.15)
     min_speech_ms: int = 250  # shorter bursts are ignored
-    min_silence_ms: int = 100  # shorter pauses do not split speech
+    min_silence_ms: int = 100  # shorter pauses do not split speech (streams: a pause this long closes the utterance)
     speech_pad_ms: int = 30  # added to both ends of each speech span
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold is a speech probability in (0, 1), got {self.threshold}")
+        if self.min_silence_ms <= 0 or self.min_speech_ms < 0 or self.speech_pad_ms < 0:
+            raise ValueError(
+                "min_silence_ms must be positive and min_speech_ms, speech_pad_ms not negative; got "
+                f"{self.min_silence_ms}, {self.min_speech_ms}, {self.speech_pad_ms}"
+            )
+
+
+FRAME = 512  # samples per silero-vad frame at 16 kHz (32 ms): the only frame size its 16 kHz model takes
+_CONTEXT = 64  # samples of the previous frame silero-vad's 16 kHz model sees before each frame
 
 
 def import_silero_vad() -> Any:
@@ -37,7 +50,7 @@ def import_silero_vad() -> Any:
 
 
 def load_vad_model() -> Any:
-    """silero-vad's model, on ONNX Runtime when it is installed (the default), else its TorchScript build.
+    """A new silero-vad model, on ONNX Runtime when it is installed (the default), else its TorchScript build.
 
     The ONNX session runs on one thread of its own. The TorchScript model runs on torch's shared
     thread pool, where each 32-ms frame is a tiny operation: when another process or the emotion
@@ -53,24 +66,72 @@ def load_vad_model() -> Any:
             stacklevel=2,
         )
         return silero.load_silero_vad()
-    return silero.load_silero_vad(onnx=True)
+    with warnings.catch_warnings():  # silero-vad's loader trips deprecations inside importlib and torch.jit
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return silero.load_silero_vad(onnx=True)
+
+
+_shared_lock = threading.Lock()  # guards the shared model's own state (whole-file detection)
+_shared: Any = None
+
+
+def shared_vad_model() -> Any:
+    """The process's one silero-vad model, loaded on first use. Streams keep their own detector state
+    (`FrameScorer`); whole-file detection uses the model's state under `_shared_lock`."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = load_vad_model()
+        return _shared
+
+
+class FrameScorer:
+    """Speech probabilities of consecutive 32-ms frames of one stream, over the shared model.
+
+    Holds the stream's recurrent state and context itself, so any number of streams share one ONNX
+    session (whose `run` is thread-safe). With the TorchScript fallback, whose state lives inside the
+    model, each scorer loads a model of its own.
+    """
+
+    def __init__(self) -> None:
+        model = shared_vad_model()
+        self._session = getattr(model, "session", None)
+        self._model = model if self._session is not None else load_vad_model()
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, _CONTEXT), dtype=np.float32)
+        if self._session is None:
+            self._model.reset_states()
+
+    def __call__(self, frame: np.ndarray) -> float:
+        """Speech probability of `frame` (512,) float32 at 16 kHz, the frame after the previous call's."""
+        if self._session is None:
+            with torch.inference_mode():
+                return float(self._model(torch.from_numpy(frame), SAMPLE_RATE).item())
+        x = np.concatenate([self._context, frame[None, :]], axis=1)
+        out, self._state = self._session.run(
+            None, {"input": x, "state": self._state, "sr": np.array(SAMPLE_RATE, dtype=np.int64)}
+        )
+        self._context = x[:, -_CONTEXT:]
+        return float(out.reshape(-1)[0])
 
 
 class SpeechDetector:
-    """Finds speech spans in a 16 kHz waveform. Holds its own silero model; one call at a time."""
+    """Finds speech spans in a 16 kHz waveform with the shared silero model; one call at a time."""
 
     def __init__(self, options: VadOptions = VadOptions()):
         self.options = options
         self._silero = import_silero_vad()
-        self._model = load_vad_model()
-        self._lock = threading.Lock()
+        self._model = shared_vad_model()
 
     def speech_spans(self, waveform: np.ndarray) -> list[tuple[int, int]]:
         """Speech in `waveform` (N,) float32 at 16 kHz, as [start, end) sample indices in time order."""
         import torch
 
         o = self.options
-        with self._lock, torch.inference_mode():
+        with _shared_lock, torch.inference_mode():
             spans = self._silero.get_speech_timestamps(
                 torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)),
                 self._model,

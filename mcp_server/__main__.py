@@ -34,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve speech emotion perception (MERaLiON-SER-v1: 7 emotions and valence/arousal/dominance) "
         "to MCP clients such as Claude Desktop, Claude Code, Cursor or VS Code.",
     )
-    add_model_args(p, d, offline=False, quantize=False)
+    add_model_args(
+        p, d, offline=False, quantize=False,
+        operating_point_help="published (default: reproduces the model), live (recommended for streaming sessions on a CPU: "
+        "trimmed context in bf16, answers within about a second but moves readings), or e.g. bf16, int8; "
+        "shown in emotion://model and named in every result",
+    )  # fmt: skip
     p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="streamable-http: port, 0 for any free one (default: 8000)")
@@ -100,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     token = os.environ.get(TOKEN_ENV_VAR) or None
     try:
-        options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs))
+        point = None if args.operating_point is None else str(args.operating_point)
+        options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs), operating_point=point)
         oauth = _oauth_options(args, token)
         if args.transport == "streamable-http" and oauth is None:
             check_http_binding(args.host, token)

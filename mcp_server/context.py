@@ -18,7 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from emotion_tool import EmotionRecognizer
-from emotion_tool.streaming import StreamOptions
+from emotion_tool.segmenter import StreamOptions
 
 from .auth import principal
 from .inference import InferenceQueue, ServerBusy
@@ -115,7 +115,9 @@ class ModelLifespan:
 
     def _load(self) -> AppContext:
         o = self.options
-        recognizer = EmotionRecognizer.from_pretrained(o.model, device=o.device, dtype=o.dtype, calibration=o.calibration)
+        recognizer = EmotionRecognizer.from_pretrained(
+            o.model, device=o.device, dtype=o.dtype, calibration=o.calibration, operating_point=o.operating_point
+        )
         return AppContext(
             recognizer=recognizer,
             options=o,
@@ -135,9 +137,9 @@ async def _sweep_sessions(state: AppContext) -> None:
 
 
 async def close_sessions(sessions: list[Session]) -> None:
-    """Closes the analyzers of sessions that were dropped or expired."""
+    """Ends sessions that were dropped or expired: a segmenter holds no thread, so dropping it frees it."""
     for s in sessions:
-        await anyio.to_thread.run_sync(s.analyzer.close)
+        s.ended = True
 
 
 def trace_of(state: AppContext, session: Session) -> SessionTrace:

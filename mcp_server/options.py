@@ -20,6 +20,7 @@ class ServerOptions:
     model: str | None = None  # Hub id or checkpoint directory; None: $EMOTION_TOOL_MODEL, else MERaLiON/MERaLiON-SER-v1
     device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:N" or "mps"
     dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "float16" or "bfloat16"
+    operating_point: str | None = None  # None or "published": reproduces the model; "live": the recommended point for live sessions on a CPU; any name of emotion_tool.operating_point
     allow_dirs: tuple[Path, ...] = ()  # directories audio_path may read from; none: no file is read
     max_duration_s: float = 600.0  # longest recording analyze_emotion takes, seconds
     max_request_mb: float = 16.0  # largest base64 payload (audio_base64, chunk_base64) or file, MiB
@@ -35,6 +36,10 @@ class ServerOptions:
         for name in ("max_duration_s", "max_request_mb", "max_chunk_s", "max_session_s", "session_idle_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.operating_point is not None:
+            from emotion_tool.operating_point import OperatingPoint  # torch-free
+
+            OperatingPoint.parse(self.operating_point)  # a bad name fails at start-up, not at the first call
         if self.max_sessions < 1 or self.max_pending < 1:
             raise ValueError(f"max_sessions and max_pending must be at least 1, got {self.max_sessions}, {self.max_pending}")
 

@@ -1,7 +1,8 @@
 """Streaming sessions: live audio pushed in chunks, read one utterance at a time.
 
-Each session wraps one `emotion_tool.streaming.StreamingAnalyzer` (the same segmentation the
-microphone demo uses) and keeps its trace. The store bounds how many sessions exist, expires those
+Each session holds one `emotion_tool.segmenter.UtteranceSegmenter` (the same segmentation the
+microphone demo uses; synchronous, so a session needs no thread of its own: its work runs as jobs of
+the server's inference queue) and keeps its trace. The store bounds how many sessions exist, expires those
 left idle, and hands a session only to the client that opened it.
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from emotion_tool.results import CalibrationNote, EmotionReading, UtteranceReading
-from emotion_tool.streaming import StreamingAnalyzer
+from emotion_tool.segmenter import Utterance, UtteranceSegmenter
+from emotion_tool.streaming import read_utterance
 from emotion_tool.windows import weighted_mean
 
 from .payloads import PcmEncoding
@@ -120,12 +122,12 @@ class Session:
     owner: str  # who opened it (see `mcp_server.server._client_key`)
     sample_rate: int
     encoding: PcmEncoding
-    analyzer: StreamingAnalyzer
+    segmenter: UtteranceSegmenter
     last_used: float  # store clock
     received: int = 0  # samples received, at `sample_rate`
     in_flight: int = 0  # calls working on it now; such a session never expires under them
     ended: bool = False
-    final_trace: list[UtteranceReading] = field(default_factory=list)  # kept after the analyzer is closed
+    readings: list[UtteranceReading] = field(default_factory=list)  # final readings so far, kept after the end
     summary: SessionSummary | None = None  # set by end_emotion_session; a repeated end returns it
 
     @property
@@ -133,14 +135,25 @@ class Session:
         return self.received / self.sample_rate
 
     def trace(self) -> list[UtteranceReading]:
-        return list(self.final_trace) if self.ended else self.analyzer.trace
+        return list(self.readings)
+
+    def read(self, recognizer, utterances: list[Utterance], *, min_confidence: float) -> list[UtteranceReading]:
+        """Reads utterances the segmenter closed (one window each) and adds the final ones to the trace.
+        Runs off the event loop, as an inference-queue job."""
+        out = []
+        for u in utterances:
+            r = read_utterance(recognizer, u, index=len(self.readings), min_confidence=min_confidence)
+            out.append(r)
+            if not u.interim:
+                self.readings.append(r)
+        return out
 
 
 class SessionStore:
     """At most `max_sessions` sessions; those untouched for `idle_timeout_s` expire.
 
     Used from the event loop only (not thread-safe). Expired and evicted sessions are handed back to
-    the caller, whose job is to close their analyzers off the loop.
+    the caller, whose job is to drop their segmenters.
     """
 
     def __init__(self, *, max_sessions: int, idle_timeout_s: float, clock: Callable[[], float] = time.monotonic):
@@ -174,7 +187,7 @@ class SessionStore:
         """Stores a new session, making room by dropping the oldest ended one if needed.
 
         Returns:
-            Sessions dropped to make room (their analyzers are closed already, as they ended).
+            Sessions dropped to make room (they had ended).
 
         Raises:
             RequestError: every slot holds an open session.

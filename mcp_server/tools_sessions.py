@@ -10,7 +10,7 @@ from pydantic import Field
 
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.results import UtteranceReading
-from emotion_tool.streaming import StreamingAnalyzer
+from emotion_tool.segmenter import UtteranceSegmenter
 
 from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
@@ -42,21 +42,18 @@ async def start_emotion_session(
         await close_sessions(state.sessions.expire())
         state.sessions.check_room()
         stream_options = replace(state.stream_options, sample_rate=sample_rate)
-        analyzer = await anyio.to_thread.run_sync(
-            lambda: StreamingAnalyzer(state.recognizer, options=stream_options)
-        )
+        segmenter = await anyio.to_thread.run_sync(lambda: UtteranceSegmenter(stream_options))
         session = Session(
             id=state.sessions.new_id(),
             owner=client_key(ctx),
             sample_rate=sample_rate,
             encoding=encoding,
-            analyzer=analyzer,
+            segmenter=segmenter,
             last_used=0.0,
         )
         try:
             dropped = state.sessions.add(session)
         except RequestError:
-            await anyio.to_thread.run_sync(analyzer.close)
             raise
         await close_sessions(dropped)
     return SessionStarted(
@@ -99,7 +96,8 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
         def feed() -> list[UtteranceReading]:
             if session.ended:  # end_emotion_session got its turn first
                 raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
-            return session.analyzer.push(samples)
+            closed = session.segmenter.push(samples)
+            return session.read(state.recognizer, closed, min_confidence=state.stream_options.min_confidence)
 
         session.in_flight += 1
         try:
@@ -111,8 +109,8 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
             session_id=session.id,
             readings=readings,
             received_s=session.received_s,
-            speaking=session.analyzer.speaking,
-            utterances=len(session.analyzer.trace),
+            speaking=session.segmenter.speaking,
+            utterances=len(session.readings),
         )
 
 
@@ -138,10 +136,8 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         def finish() -> None:  # one job, so no push can slip in between
             if session.ended:
                 return
-            session.analyzer.flush()
-            session.final_trace = session.analyzer.trace
+            session.read(state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence)
             session.ended = True
-            session.analyzer.close()
 
         session.in_flight += 1
         try:

@@ -47,7 +47,7 @@ def test_speed_script_runs_on_a_tiny_network(tmp_path):
     for side in ("baseline", "emotion_tool"):
         assert set(report[side]) >= {"load_s", "peak_rss_gb", "clip_s", "trace_s"}
         assert set(report[side]["clip_s"]) == {"1", "5", "15", "30"}
-    assert set(report["emotion_tool"]["fast"]) == {"trimmed", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder"}
+    assert set(report["emotion_tool"]["fast"]) == {"bf16", "trimmed", "trimmed+bf16", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder"}
     assert report["emotion_tool"]["trace_windows"] >= 59
 
 

@@ -119,3 +119,22 @@ def test_every_console_command_names_a_callable():
     for command, target in scripts.items():
         module, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), command
+
+
+def test_operating_point_option(tiny_checkpoint, speech_wav):
+    out = run("analyze", speech_wav, "--model", tiny_checkpoint, "--format", "json", "--device", "cpu", "--operating-point", "int8+trimmed")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["operating_point"] == "trimmed+int8"
+    assert "trimmed+int8: readings differ from the published model's" in out.stderr
+    bad = run("analyze", speech_wav, "--model", tiny_checkpoint, "--operating-point", "turbo")
+    assert bad.returncode == 2 and "unknown operating point 'turbo'" in bad.stderr and "bf16" in bad.stderr
+    both = run("analyze", speech_wav, "--model", tiny_checkpoint, "--device", "cpu", "--operating-point", "bf16", "--quantize", "int8")
+    assert both.returncode != 0 and "contradict" in both.stderr
+
+
+def test_info_shows_the_cpu_features(tiny_checkpoint):
+    out = run("info", "--model", tiny_checkpoint, "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert "cpu " in out.stdout and ("avx512_bf16" in out.stdout or "no bf16" in out.stdout)
+    js = json.loads(run("info", "--model", tiny_checkpoint, "--device", "cpu", "--format", "json").stdout)
+    assert js["cpu"] and js["operating_point"] == "published"

@@ -230,12 +230,11 @@ async def test_queue_runs_one_at_a_time_and_refuses_beyond_its_bound():
 # --- the session store -------------------------------------------------------------------------------
 
 
-class _FakeAnalyzer:
-    trace: list = []
+_SEGMENTER = None  # the store never touches a session's segmenter
 
 
 def _session(store: SessionStore, owner: str = "a") -> Session:
-    return Session(id=store.new_id(), owner=owner, sample_rate=16000, encoding="pcm_s16le", analyzer=_FakeAnalyzer(), last_used=0)
+    return Session(id=store.new_id(), owner=owner, sample_rate=16000, encoding="pcm_s16le", segmenter=_SEGMENTER, last_used=0)
 
 
 def test_store_owner_expiry_and_bound():

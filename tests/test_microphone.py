@@ -88,9 +88,14 @@ def test_demo_end_to_end_from_a_replayed_file(tiny_checkpoint, sentences_wav, re
     record = check_session(done.stdout, tmp_path, bounds)
     assert record.source == f"file {path.name}" and record.duration_s == pytest.approx(duration_s, abs=0.05)
 
-    # The demo's readings are the streaming analyzer's on the same audio.
+    # The demo's readings are the streaming analyzer's on the same audio, at the demo's default
+    # operating point ("live"), which the session file names.
+    assert record.operating_point == "trimmed+bf16"
+    from emotion_tool import EmotionRecognizer
+
+    live = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="live")
     wav, _ = sf.read(path, dtype="float32")
-    with StreamingAnalyzer(recognizer) as an:
+    with StreamingAnalyzer(live) as an:
         expected = an.push(wav) + an.flush()
     for got, want in zip(record.utterances, expected):
         assert got.reading.probabilities == pytest.approx(want.reading.probabilities, abs=1e-4)

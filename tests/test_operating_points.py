@@ -30,7 +30,7 @@ def test_names(recognizer, int8):
     assert recognizer.operating_point(shared) == "published"  # no trace, nothing shared
     assert recognizer.operating_point(shared, trace=True) == "shared-encoder"
     assert int8.operating_point(AnalysisOptions(context="trimmed"), trace=False) == "trimmed+int8"
-    assert int8.info().operating_point == "int8" and "quantize='int8'" in repr(int8)
+    assert int8.info().operating_point == "int8" and "operating_point='int8'" in repr(int8)
 
 
 def test_trimmed_equals_padded_for_a_full_window(tiny_checkpoint):
@@ -146,3 +146,53 @@ def test_analyze_command_names_the_fast_point(tiny_checkpoint, speech_wav):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["operating_point"] == "trimmed+int8"
     assert "fast operating point trimmed+int8" in out.stderr
+
+
+# bf16 keeps fp32 accumulation and fp32 heads; on these tiny random weights the readings stay within
+# BF16_ATOL of fp32 (bf16 has an 8-bit mantissa: relative error ~4e-3 per operation).
+BF16_ATOL = 0.05
+
+
+def test_bf16_reads_close_to_fp32(tiny_checkpoint, recognizer, speech_wav):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU without bf16 units warns; parity is what is checked here
+        bf16 = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="bf16")
+    assert bf16.encoder_dtype == torch.bfloat16 and bf16.dtype == torch.float32  # heads stay fp32
+    assert bf16.model.whisper.encoder.conv1.weight.dtype == torch.bfloat16
+    assert bf16.model.downstream_model.proj_in[0].weight.dtype == torch.float32
+    a, b = recognizer.analyze(speech_wav), bf16.analyze(speech_wav)
+    assert b.operating_point == "bf16" and a.operating_point == "published"
+    diff = np.abs(_p(a.summary) - _p(b.summary)).max()
+    assert 0 < diff < BF16_ATOL  # different arithmetic, close numbers
+    assert abs(a.summary.valence - b.summary.valence) < BF16_ATOL
+    assert bf16.info().dtype == "bfloat16"
+
+
+def test_operating_point_argument_sets_context_and_precision(tiny_checkpoint):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="live")
+    assert rec.operating_point() == "trimmed+bf16" and rec.options.context == "trimmed"
+    q = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="trimmed+int8")
+    assert q.operating_point() == "trimmed+int8" and q.quantization == "int8"
+    with pytest.raises(ValueError, match="unknown operating point 'turbo'"):
+        EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="turbo")
+    with pytest.raises(ValueError, match="contradicts"):
+        EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="bf16", quantize="int8")
+
+
+def test_bf16_warns_on_a_cpu_without_bf16_units(tiny_checkpoint, monkeypatch):
+    from emotion_tool import operating_point as op
+
+    monkeypatch.setenv("EMOTION_TOOL_CPU_FLAGS", "avx2 fma")
+    op.cpu_features.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="no bf16 matrix units"):
+            rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="bf16")
+        assert rec.operating_point() == "bf16"  # it still works
+    finally:
+        op.cpu_features.cache_clear()

@@ -125,7 +125,7 @@ def test_push_returns_each_reading_once_its_pause_is_heard(recognizer, sentences
                 closed_by[u.index] = (i + 1600) / SR
         assert an.flush() == [] and an.poll() == []
         assert len(an.trace) == 3
-    min_silence_s = StreamOptions().min_silence_ms / 1000
+    min_silence_s = StreamOptions().vad.min_silence_ms / 1000
     for index, (_, end) in enumerate(bounds):
         # Closed by the chunk that completes the pause, not at the end of the stream.
         assert end + min_silence_s - TOLERANCE_S <= closed_by[index] <= end + min_silence_s + TOLERANCE_S
@@ -292,11 +292,20 @@ def test_closed_analyzer_refuses_audio(recognizer):
     [
         (dict(max_utterance_s=31), r"max_utterance_s must be in \[1, 30\]"),
         (dict(sample_rate=100), "not a usable rate"),
-        (dict(threshold=1.5), "threshold"),
         (dict(interim_every_s=0), "interim_every_s"),
+        (dict(vad={"threshold": 0.5}), "vad must be a VadOptions"),
         (dict(max_queue_s=-1), "max_queue_s"),
     ],
 )
 def test_options_are_checked(options, match):
     with pytest.raises(ValueError, match=match):
         StreamOptions(**options)
+
+
+def test_vad_options_are_checked_once_for_files_and_streams():
+    from emotion_tool.vad import VadOptions
+
+    with pytest.raises(ValueError, match="threshold"):
+        VadOptions(threshold=1.5)
+    with pytest.raises(ValueError, match="min_silence_ms must be positive"):
+        VadOptions(min_silence_ms=0)

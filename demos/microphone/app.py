@@ -7,7 +7,7 @@ import contextlib
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -15,6 +15,7 @@ from emotion_tool import CheckpointError, EmotionRecognizer
 from emotion_tool.arguments import add_calibration_arg
 from emotion_tool.cli import run_command
 from emotion_tool.results import UtteranceReading
+from emotion_tool.segmenter import STREAM_VAD
 from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
 
 from .records import POLL_S, PROG, DemoError, SessionRecord, AgentTurn
@@ -81,12 +82,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = StreamOptions(
             sample_rate=rate,
-            min_silence_ms=args.min_silence_ms,
+            vad=replace(STREAM_VAD, min_silence_ms=args.min_silence_ms),
             max_utterance_s=args.max_utterance_s,
             interim_every_s=args.interim_s,
         )
         try:
-            recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.model_device, calibration=args.calibration)
+            recognizer = EmotionRecognizer.from_pretrained(
+                args.model, device=args.model_device, calibration=args.calibration, operating_point=args.operating_point
+            )
         except (CheckpointError, ValueError, OSError) as e:
             raise DemoError(f"cannot load the model: {e}") from e
         with tempfile.TemporaryDirectory(prefix="emotion-mic-") as tmp:
@@ -146,6 +149,7 @@ def _session(
 
     record = SessionRecord(
         model_id=recognizer.model_id,
+        operating_point=recognizer.operating_point(),
         random_weights=recognizer.random_weights,
         source=name,
         input_sample_rate=rate,
@@ -189,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or the published model)")
     add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, named in the readings")
     p.add_argument("--model-device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--operating-point", default="live", metavar="NAME",
+                   help="live (default: the trimmed context in bf16, which answers within about a second on a CPU "
+                   "but moves the readings), published (reproduces the model; a 30-s pass per utterance), or e.g. bf16")
     p.add_argument("--device", default=None, help="input device: index or part of its name (default: the system's default input)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--input-file", metavar="FILE", help="replay this audio file in real time instead of recording")

@@ -33,6 +33,7 @@ class SessionRecord(BaseModel):
     """What `--save` writes as session.json: the readings of a live session and the agent's answers."""
 
     model_id: str = Field(description="The checkpoint that read the session")
+    operating_point: str = Field(description="How utterances were fed to the network (\"published\" reproduces the model)")
     random_weights: bool = Field(description="True for random-weight test checkpoints: readings mean nothing")
     source: str = Field(description="The input device, or the replayed file")
     input_sample_rate: int = Field(description="Hz of the captured audio (resampled to 16 kHz for analysis)")
