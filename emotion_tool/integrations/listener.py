@@ -173,6 +173,11 @@ class TurnListener:
             with self._cv:
                 self._put(("stop", time.monotonic()))
 
+    def end_turn(self) -> None:
+        """The framework's end of turn: the open utterance closes and is read now, whatever `turns` is."""
+        with self._cv:
+            self._put(("end", None))
+
     async def flush(self) -> None:
         """Closes the open utterance and waits until everything fed so far is read and delivered."""
         done = self._require_loop().create_future()
@@ -340,7 +345,7 @@ class _WorkerState:
             if self.seg is not None:
                 self._read_all(self.seg.flush(received_at=payload))
             self.in_turn = False
-        elif kind == "flush":
+        elif kind in ("flush", "end"):
             if self.seg is not None:
                 self._read_all(self.seg.flush())
 
