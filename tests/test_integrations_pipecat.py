@@ -122,7 +122,7 @@ def run_pipeline(recognizer, sentences_wav, *, turns: str):
         # As a transport does: in real time (the turn strategies time the end of a turn on the wall clock).
         for f in piece:
             to_send += [f, SleepFrame(sleep=FRAME_S)]
-        to_send.append(SleepFrame(sleep=0.5))
+        to_send.append(SleepFrame(sleep=1.5))  # the bot's turn: the reading has time to come before the user speaks again
     down, _ = asyncio.run(run_test(pipeline, frames_to_send=to_send))
     return perceiver, stt, llm, context, sent, down
 

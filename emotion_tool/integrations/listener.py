@@ -50,7 +50,7 @@ class PerceptionOptions:
     turns: TurnSource = "auto"  # who cuts utterances: "segmenter", "pipeline" (the framework's turn events), "auto" (the framework once it sends one)
     pre_roll_s: float = 0.5  # "pipeline": audio kept before a turn start, since a VAD reports speech a few hundred ms after it began
     note: bool = True  # give the LLM a short note on how the user's turn sounded
-    note_wait_s: float = 0.5  # longest the LLM is held for a reading still being computed; then it runs without (or with the previous)
+    note_wait_s: float = 1.0  # longest the LLM is held for a reading still being computed; then it runs without a note
     note_role: str = "system"  # role of the note's message in the LLM context
 
     def __post_init__(self) -> None:
@@ -120,6 +120,8 @@ class TurnListener:
         self._untaken: list[UtteranceReading] = []  # final readings the LLM note has not used yet
         self.latest: UtteranceReading | None = None  # the latest final reading
         self._busy = False  # loop-side view: an utterance is open or being read
+        self.fed_s = 0.0  # seconds of audio fed so far (dropped ones included): stream time, as readings count it
+        self._taken_at_s = 0.0  # stream time of the latest take_readings: older utterances belong to earlier turns
         self._sent = 0  # items queued (loop side) ...
         self._seen = 0  # ... and reported done by the worker
         # The worker's queue; only the queue and counters are shared, under the condition.
@@ -127,7 +129,7 @@ class TurnListener:
         self._queue: deque[tuple[str, Any]] = deque()
         self._queued_s = 0.0
         self._closed = False
-        self._worker_state = _WorkerState(options)
+        self._worker_state = _WorkerState(options, recognizer)
         self._handled = 0  # items the worker has handled (worker side)
         self._thread = threading.Thread(target=self._work, name="emotion-turn-listener", daemon=True)
         self._thread.start()
@@ -135,9 +137,12 @@ class TurnListener:
     # --- the loop's side ------------------------------------------------------------------------------
 
     def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Binds the listener to the running loop (readings are delivered there)."""
+        """Binds the listener to the running loop (readings are delivered there) and warms the model up
+        on its thread, so the first utterance is not read at first-call speed."""
         self._loop = loop or asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        with self._cv:
+            self._put(("warm", None))
 
     def feed_pcm16(self, data: bytes | memoryview, sample_rate: int, channels: int, *, received_at: float | None = None) -> None:
         """Queues one frame of interleaved 16-bit PCM; returns at once. Beyond `max_queue_s` of waiting
@@ -151,6 +156,7 @@ class TurnListener:
             return
         mono = pcm.copy() if channels == 1 else pcm.reshape(-1, channels).astype(np.float32).mean(axis=1) / 32768.0
         seconds = mono.shape[0] / sample_rate
+        self.fed_s += seconds
         at = time.monotonic() if received_at is None else received_at
         limit = self.options.stream.max_queue_s
         with self._cv:
@@ -191,18 +197,31 @@ class TurnListener:
         return self._busy or self._seen < self._sent
 
     async def take_readings(self, *, wait_s: float) -> list[UtteranceReading]:
-        """The final readings not taken yet, in order; waits up to `wait_s` while one is `pending`."""
+        """This turn's final readings not taken yet, in order, waiting up to `wait_s` for one still to come.
+
+        A turn's readings are those of utterances that end after the previous call: a reading that
+        came too late for its own turn is not passed off as the next one's. The wait ends early once
+        everything fed before the call is analysed and the turn has a reading, or nothing is pending
+        (speech the user starts meanwhile belongs to the next turn).
+        """
         loop = self._require_loop()
+        since_s, self._taken_at_s = self._taken_at_s, self.fed_s
+        sent_before = self._sent
         deadline = loop.time() + wait_s
         assert self._changed is not None
-        while self.pending and (left := deadline - loop.time()) > 0:
+
+        def answered() -> bool:
+            caught_up = self._seen >= sent_before
+            return not self.pending or caught_up and any(r.end_s > since_s for r in self._untaken)
+
+        while not answered() and (left := deadline - loop.time()) > 0:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=left)
             except asyncio.TimeoutError:
                 break
         out, self._untaken = self._untaken, []
-        return out
+        return [r for r in out if r.end_s > since_s]
 
     def close(self) -> None:
         """Stops the worker; audio not read yet is discarded (`await flush()` first to keep it)."""
@@ -299,8 +318,9 @@ class TurnListener:
 class _WorkerState:
     """The worker thread's state: the segmenter of the current stream and who cuts turns."""
 
-    def __init__(self, options: PerceptionOptions):
+    def __init__(self, options: PerceptionOptions, recognizer: Any):
         self.options = options
+        self.recognizer = recognizer
         self.seg: UtteranceSegmenter | None = None
         self.rate = 0
         self.offset_s = 0.0  # stream time of earlier streams (before a change of rate)
@@ -315,8 +335,15 @@ class _WorkerState:
     def speaking(self) -> bool:
         return self.seg is not None and self.seg.speaking
 
+    def warm(self) -> None:
+        """One reading of a second of quiet noise, thrown away (first calls allocate and pick kernels)."""
+        noise = np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32)
+        self.recognizer.classify_batch([noise], min_confidence=self.options.stream.min_confidence)
+
     def handle(self, kind: str, payload: Any) -> None:
-        if kind == "audio":
+        if kind == "warm":
+            self.warm()
+        elif kind == "audio":
             samples, rate, at = payload
             self._ensure(rate, at)
             assert self.seg is not None

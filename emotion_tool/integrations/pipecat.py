@@ -93,7 +93,6 @@ class EmotionPerceiver(FrameProcessor):
         self._listener = TurnListener(recognizer, options=options, on_reading=self._on_reading)
         self._out: asyncio.Queue[UtteranceReading] | None = None
         self._sender: asyncio.Task | None = None
-        self._fed_s = 0.0  # seconds of the user's audio seen so far: stream time, as the readings count it
         self._waiting_transcripts: list[tuple[Frame, float]] = []  # transcripts (and their stream time) whose reading may still come
         self.trace: list[UtteranceReading] = []  # every final reading so far, in order
 
@@ -118,7 +117,6 @@ class EmotionPerceiver(FrameProcessor):
         if isinstance(frame, InputAudioRawFrame):
             await self.push_frame(frame, direction)
             self._listener.feed_pcm16(frame.audio, frame.sample_rate, frame.num_channels)
-            self._fed_s += frame.num_frames / frame.sample_rate
         elif isinstance(frame, StartFrame):
             self._start()
             await self.push_frame(frame, direction)
@@ -204,11 +202,11 @@ class EmotionPerceiver(FrameProcessor):
     # --- what other processors ask -------------------------------------------------------------------------
 
     def _tag(self, frame: Frame) -> None:
-        latest = self._listener.latest
-        if latest is not None and latest.start_s <= self._fed_s:
+        latest, at_s = self._listener.latest, self._listener.fed_s
+        if latest is not None and latest.start_s <= at_s:
             frame.metadata[METADATA_KEY] = latest
         if self._listener.pending:
-            self._waiting_transcripts.append((frame, self._fed_s))
+            self._waiting_transcripts.append((frame, at_s))
 
     async def _annotate(self, context: Any) -> None:
         """Drops earlier notes from an LLM context and adds this turn's (if it has a reading)."""
