@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -85,7 +85,9 @@ class ListenerStats:
         return sum(self.latencies_s) / len(self.latencies_s) if self.latencies_s else None
 
 
-class _Classifier:  # what the listener needs of a recognizer (an EmotionRecognizer)
+class _Recognizer(Protocol):
+    """What the listener needs of a recognizer (an `EmotionRecognizer`, or a wrapper around one)."""
+
     random_weights: bool
 
     def classify_batch(self, waveforms: Sequence[np.ndarray], *, min_confidence: float | None = None) -> list[EmotionReading]: ...
@@ -104,7 +106,7 @@ class TurnListener:
 
     def __init__(
         self,
-        recognizer: Any,
+        recognizer: _Recognizer,
         *,
         options: PerceptionOptions = PerceptionOptions(),
         on_reading: Callable[[UtteranceReading | None], None] | None = None,
@@ -190,6 +192,12 @@ class TurnListener:
         with self._cv:
             self._put(("flush", done))
         await done
+
+    @property
+    def lag_s(self) -> float:
+        """Seconds of audio fed but not analysed yet: how far analysis runs behind the stream."""
+        with self._cv:
+            return max(0.0, self._queued_s)
 
     @property
     def pending(self) -> bool:
