@@ -78,6 +78,8 @@ def test_bad_frames_and_options_say_what_to_fix(recognizer):
         try:
             with pytest.raises(ValueError, match="split into 2 interleaved channels"):
                 listener.feed_pcm16(b"\x00\x00" * 3, 16000, 2)
+            with pytest.raises(ValueError, match="not 16-bit PCM"):
+                listener.feed_pcm16(b"\x00" * 3, 16000, 1)
             with pytest.raises(ValueError, match="at least one channel"):
                 listener.feed_pcm16(b"\x00\x00", 16000, 0)
         finally:
