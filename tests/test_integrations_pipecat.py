@@ -166,9 +166,14 @@ def test_pipeline_reads_each_utterance_passes_audio_and_notes_the_llm(recognizer
 
 
 def test_stereo_frames_at_48k_without_a_vad_give_the_same_utterances(recognizer, sentences_wav):
+    from pipecat.frames.frames import MetricsFrame
+    from pipecat.pipeline.worker import PipelineParams
+
     perceiver = EmotionPerceiver(recognizer)  # "auto" with no turn frames: the engine's segmenter alone
     frames = [f for piece in sentence_frames(sentences_wav, rate=48000, channels=2) for f in piece]
-    down, _ = asyncio.run(run_test(perceiver, frames_to_send=frames))
+    down, _ = asyncio.run(run_test(perceiver, frames_to_send=frames, pipeline_params=PipelineParams(enable_metrics=True)))
+    latencies = [m.data[0] for m in down if isinstance(m, MetricsFrame) and m.data and m.data[0].processor == perceiver.name]
+    assert [m.value for m in latencies] == perceiver.stats.latencies_s and latencies[0].model == "published"
     assert [f for f in down if isinstance(f, InputAudioRawFrame)] == frames
     readings = [f.utterance for f in down if isinstance(f, EmotionReadingFrame)]
     assert len(readings) == len(SENTENCES)

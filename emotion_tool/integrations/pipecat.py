@@ -30,12 +30,14 @@ try:
         Frame,
         InputAudioRawFrame,
         LLMContextFrame,
+        MetricsFrame,
         StartFrame,
         SystemFrame,
         TranscriptionFrame,
         UserStartedSpeakingFrame,
         UserStoppedSpeakingFrame,
     )
+    from pipecat.metrics.metrics import ProcessingMetricsData
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise RuntimeError(
@@ -79,7 +81,8 @@ class EmotionPerceiver(FrameProcessor):
 
     Place it right after the transport input. Every frame is pushed on at once and unchanged; the
     audio (`InputAudioRawFrame`, any rate, mono or interleaved stereo) is copied to a worker thread.
-    `stats` reports latency and dropped audio.
+    `stats` reports latency and dropped audio; with the pipeline's `enable_metrics`, each reading's
+    latency also goes out as a `MetricsFrame` (`ProcessingMetricsData`, model: the operating point).
 
     Args:
         recognizer: an `EmotionRecognizer`; its operating point decides speed and fidelity
@@ -182,6 +185,9 @@ class EmotionPerceiver(FrameProcessor):
                         dropped_s=self._listener.stats.dropped_s,
                     )
                 )
+                if self.metrics_enabled and not reading.interim:  # Pipecat's metrics observers see the latency too
+                    data = ProcessingMetricsData(processor=self.name, model=self._listener.operating_point, value=reading.latency_s)
+                    await self.push_frame(MetricsFrame(data=[data]))
             finally:
                 self._out.task_done()
 
