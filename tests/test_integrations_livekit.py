@@ -108,7 +108,8 @@ def test_each_user_turn_is_read_and_noted_before_the_llm(recognizer, sentences_w
         notes = [m for m in ctx.messages() if is_turn_note(m.text_content)]
         assert len(notes) == 1 and notes[0].role == "system"
         assert u.reading.describe() in notes[0].text_content
-        assert message.extra["emotion"]["index"] == u.index
+        assert message.extra["emotion"]["utterance"] == u.model_dump(mode="json")
+        assert message.extra["emotion"]["operating_point"] == "published" and message.extra["emotion"]["random_weights"]
 
 
 def test_a_turn_without_speech_gets_no_note(recognizer):

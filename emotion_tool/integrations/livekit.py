@@ -33,7 +33,7 @@ from .note import is_turn_note, turn_note
 
 __all__ = ["LiveKitEmotion", "PerceptionOptions"]
 
-EXTRA_KEY = "emotion"  # where the user's ChatMessage.extra carries its reading (JSON)
+EXTRA_KEY = "emotion"  # where the user's ChatMessage.extra carries its reading: {"utterance", "operating_point", "random_weights"} (JSON)
 
 
 class LiveKitEmotion:
@@ -78,7 +78,11 @@ class LiveKitEmotion:
         if not readings:
             return None
         reading = readings[-1]
-        new_message.extra[EXTRA_KEY] = reading.model_dump(mode="json")
+        new_message.extra[EXTRA_KEY] = {
+            "utterance": reading.model_dump(mode="json"),
+            "operating_point": self._listener.operating_point,
+            "random_weights": self._listener.random_weights,
+        }
         if self.options.note:
             turn_ctx.add_message(role=self.options.note_role, content=turn_note(reading, random_weights=self._listener.random_weights))
         return reading
