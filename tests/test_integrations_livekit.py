@@ -73,15 +73,19 @@ def test_each_user_turn_is_read_and_noted_before_the_llm(recognizer, sentences_w
         seen: list[rtc.AudioFrame] = []
 
         async def stt():  # what Agent.default.stt_node does with the teed stream: consume it
-            async for frame in emotion.tee(microphone()):
-                seen.append(frame)
+            try:
+                async for frame in emotion.tee(microphone()):
+                    seen.append(frame)
+            except Exception as e:  # handed to the test's side, which would wait for the turn forever
+                await turn_over.put(e)
 
         task = asyncio.create_task(stt())
         chat = llm.ChatContext()
         chat.add_message(role="system", content="You are a helpful voice assistant.")
         contexts, messages = [], []
         for text in SENTENCES:
-            await turn_over.get()
+            if isinstance(got := await turn_over.get(), Exception):
+                raise got
             turn_ctx = chat.copy()  # LiveKit hands the hook a copy of the agent's context
             message = llm.ChatMessage(role="user", content=[text])
             await agent.on_user_turn_completed(turn_ctx, message)

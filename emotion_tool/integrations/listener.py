@@ -151,8 +151,9 @@ class TurnListener:
         audio the frame is dropped and counted in `stats.dropped_s` (the open utterance closes at the gap)."""
         if channels < 1:
             raise ValueError(f"an audio frame needs at least one channel, got num_channels={channels}")
-        if len(data) % 2:
-            raise ValueError(f"an audio frame of {len(data)} bytes is not 16-bit PCM (2 bytes a sample); send int16 samples")
+        nbytes = memoryview(data).nbytes  # LiveKit hands a memoryview of int16 items, Pipecat bytes
+        if nbytes % 2:
+            raise ValueError(f"an audio frame of {nbytes} bytes is not 16-bit PCM (2 bytes a sample); send int16 samples")
         pcm = np.frombuffer(data, dtype="<i2")
         if pcm.shape[0] % channels:
             raise ValueError(f"{pcm.shape[0]} samples do not split into {channels} interleaved channels")
