@@ -14,6 +14,8 @@ COMMANDS = {
     "conversation": "emotion-demo-chat",
     "mcp_client": "emotion-demo-mcp",
     "microphone": "emotion-demo-mic",
+    "pipecat_file": "emotion-demo-pipecat",
+    "livekit_file": "emotion-demo-livekit",
 }
 
 

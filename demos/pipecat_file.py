@@ -1,0 +1,145 @@
+"""A Pipecat pipeline fed a recording in real time: a reading per user turn, and the note its LLM gets.
+
+    python -m demos.pipecat_file speech.wav
+    python -m demos.pipecat_file speech.wav --operating-point live --model ./checkpoint
+
+Offline, no API keys: Pipecat's own VAD and turn strategies cut the turns; a stand-in for the STT
+says the words were not transcribed, and a stand-in for the LLM prints the context it is handed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from emotion_tool.cli import run_command
+
+try:
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.frames.frames import EndFrame, InputAudioRawFrame, LLMContextFrame, TranscriptionFrame, VADUserStoppedSpeakingFrame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator, LLMUserAggregatorParams
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
+    from pipecat.turns.user_turn_strategies import UserTurnStrategies
+    from pipecat.workers.runner import WorkerRunner
+except ImportError:  # main() says what to install
+    FrameProcessor = object  # type: ignore[assignment,misc]
+    HAVE_PIPECAT = False
+else:
+    HAVE_PIPECAT = True
+
+PROG = "python -m demos.pipecat_file"
+RATE = 16000  # Hz: what Pipecat's silero VAD takes
+FRAME_S = 0.02  # 20-ms frames, as a transport sends them
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("path", help="an audio file (wav, flac, ogg, mp3, ...)")
+    p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or the published model)")
+    p.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--operating-point", default="published", help="'published' (default) or a fast point such as 'live'")
+    p.add_argument("--note-wait-s", type=float, default=2.0, help="longest the LLM waits for a reading still being computed (default 2)")
+    args = p.parse_args(argv)
+    return run_command(PROG, lambda: asyncio.run(_run(args)))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if not HAVE_PIPECAT:
+        raise RuntimeError("this demo needs Pipecat; pip install 'emotion-tool[pipecat]'")
+    from emotion_tool import EmotionRecognizer, load_audio
+    from emotion_tool.integrations.listener import PerceptionOptions
+    from emotion_tool.integrations.pipecat import EmotionPerceiver
+
+    wav = load_audio(args.path)  # 16 kHz mono
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device, operating_point=args.operating_point)
+    if recognizer.random_weights:
+        print("note: this checkpoint has random weights; its readings mean nothing")
+    emotion = EmotionPerceiver(recognizer, options=PerceptionOptions(note_wait_s=args.note_wait_s))
+    context = LLMContext(messages=[{"role": "system", "content": "You are a helpful voice assistant."}])
+    user = LLMUserAggregator(
+        context,
+        params=LLMUserAggregatorParams(
+            vad_analyzer=SileroVADAnalyzer(),
+            user_turn_strategies=UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy()]),
+        ),
+    )
+    llm = PrintingLLM()
+    # The lines a real pipeline adds are `emotion` after the transport input and `emotion.context_note()` before the LLM.
+    await play(Pipeline([emotion, NoTranscriber(), user, emotion.context_note(), llm]), wav)
+    s = emotion.stats
+    mean = f"{s.mean_latency_s:.2f} s" if s.mean_latency_s is not None else "-"
+    print(f"{s.utterances} utterances read ({s.turns} cut the turns); latency mean {mean}, max {s.max_latency_s:.2f} s; "
+          f"{s.dropped_s:.1f} s of audio dropped; {llm.runs} LLM runs")
+    return 0
+
+
+class NoTranscriber(FrameProcessor):
+    """Stands for an STT: at each end of speech (Pipecat's VAD), says the words were not transcribed."""
+
+    async def process_frame(self, frame: Any, direction: Any) -> None:
+        from agents.prompts import NO_TRANSCRIPT
+
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
+            await self.push_frame(TranscriptionFrame(text=NO_TRANSCRIPT, user_id="user", timestamp="", finalized=True))
+
+
+class PrintingLLM(FrameProcessor):
+    """Stands for an LLM: prints each reading, and the note in each context it is asked to answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    async def process_frame(self, frame: Any, direction: Any) -> None:
+        from emotion_tool.integrations.note import is_turn_note
+        from emotion_tool.integrations.pipecat import EmotionReadingFrame
+
+        await super().process_frame(frame, direction)
+        if isinstance(frame, EmotionReadingFrame):
+            u = frame.utterance
+            print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s)")
+        elif isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
+            self.runs += 1
+            notes = [m["content"] for m in frame.context.messages if isinstance(m, dict) and is_turn_note(m.get("content"))]
+            print(f"LLM run {self.runs}: " + (notes[0] if notes else "(no emotion note this turn)"))
+        await self.push_frame(frame, direction)
+
+
+async def play(pipeline: Any, wav: np.ndarray) -> None:
+    """Runs `pipeline` with Pipecat's worker and runner, sending `wav` (16 kHz) in real time, as a transport does."""
+    worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=RATE), cancel_on_idle_timeout=False)
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def _started(worker: Any, frame: Any) -> None:
+        started.set()
+
+    pcm = np.round(np.clip(np.concatenate([wav, np.zeros(RATE, np.float32)]), -1, 1) * 32767).astype("<i2")  # +1 s: the last turn ends
+    step = int(FRAME_S * RATE)
+
+    async def send() -> None:
+        await started.wait()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for k, i in enumerate(range(0, len(pcm), step)):
+            await worker.queue_frame(InputAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=RATE, num_channels=1))
+            await asyncio.sleep(max(0.0, t0 + (k + 1) * FRAME_S - loop.time()))
+        await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.gather(runner.run(), send())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Speech emotion inside a Pipecat pipeline: a processor after the transport input, and a note for the LLM.
+
+    emotion = EmotionPerceiver(EmotionRecognizer.from_pretrained(operating_point="live"))
+    pipeline = Pipeline([
+        transport.input(),
+        emotion,                       # reads the user's audio; every frame goes on at once, unchanged
+        stt,
+        emotion.transcript_tagger(),   # optional: TranscriptionFrame.metadata["emotion"]
+        user_aggregator,
+        emotion.context_note(),        # optional: the LLM hears how the turn sounded
+        llm, tts, transport.output(), assistant_aggregator,
+    ])
+
+The perceiver pushes an `EmotionReadingFrame` downstream for each utterance. Utterances are cut by
+the engine's segmenter until the pipeline announces user turns (`UserStartedSpeakingFrame` /
+`UserStoppedSpeakingFrame`, which the user aggregator broadcasts upstream), then by those turns
+(`PerceptionOptions.turns`). The models run on the listener's own thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+try:
+    from pipecat.frames.frames import (
+        CancelFrame,
+        EndFrame,
+        Frame,
+        InputAudioRawFrame,
+        LLMContextFrame,
+        MetricsFrame,
+        StartFrame,
+        SystemFrame,
+        TranscriptionFrame,
+        UserStartedSpeakingFrame,
+        UserStoppedSpeakingFrame,
+    )
+    from pipecat.metrics.metrics import ProcessingMetricsData
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise RuntimeError(
+        "emotion_tool.integrations.pipecat requires Pipecat; pip install 'emotion-tool[pipecat]'"
+    ) from e
+
+from ..results import UtteranceReading
+from .listener import ListenerStats, PerceptionOptions, TurnListener
+from .note import is_turn_note, turn_note
+
+__all__ = ["EmotionPerceiver", "EmotionReadingFrame", "PerceptionOptions"]
+
+METADATA_KEY = "emotion"  # where a TranscriptionFrame carries its UtteranceReading
+
+
+@dataclass
+class EmotionReadingFrame(SystemFrame):
+    """One utterance of the user and its reading.
+
+    A system frame, so an interruption does not drop it and it overtakes queued data.
+
+    Parameters:
+        utterance: the utterance's times, reading and latency (seconds from the end of its speech).
+        operating_point: how the network read it ("published" reproduces the published model).
+        random_weights: the checkpoint has random weights; the reading means nothing.
+        dropped_s: seconds of the user's audio dropped so far because analysis fell behind.
+    """
+
+    utterance: UtteranceReading
+    operating_point: str
+    random_weights: bool
+    dropped_s: float
+
+    def __str__(self) -> str:
+        u = self.utterance
+        return f"{self.name}(#{u.index} {u.start_s:.2f}-{u.end_s:.2f} s: {u.reading.describe()}, latency {u.latency_s:.2f} s)"
+
+
+class EmotionPerceiver(FrameProcessor):
+    """Reads the user's audio frames and emits one `EmotionReadingFrame` per utterance.
+
+    Place it right after the transport input. Every frame is pushed on at once and unchanged; the
+    audio (`InputAudioRawFrame`, any rate, mono or interleaved stereo) is copied to a worker thread.
+    `stats` reports latency and dropped audio; with the pipeline's `enable_metrics`, each reading's
+    latency also goes out as a `MetricsFrame` (`ProcessingMetricsData`, model: the operating point).
+
+    Args:
+        recognizer: an `EmotionRecognizer`; its operating point decides speed and fidelity
+            (`operating_point="live"` is the recommended one on a CPU).
+        options: segmentation, turn source and LLM-note settings.
+    """
+
+    def __init__(self, recognizer: Any, *, options: PerceptionOptions = PerceptionOptions(), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.options = options
+        self._listener = TurnListener(recognizer, options=options, on_reading=self._on_reading)
+        self._out: asyncio.Queue[UtteranceReading] | None = None
+        self._sender: asyncio.Task | None = None
+        self._waiting_transcripts: list[tuple[Frame, float]] = []  # transcripts (and their stream time) whose reading may still come
+        self.trace: list[UtteranceReading] = []  # every final reading so far, in order
+
+    @property
+    def stats(self) -> ListenerStats:
+        """Utterances read, latency, dropped audio and analysis errors so far."""
+        return self._listener.stats
+
+    def context_note(self) -> FrameProcessor:
+        """A processor for between the user aggregator and the LLM: before each LLM run it waits up to
+        `note_wait_s` for a reading still being computed, drops earlier notes from the context and
+        adds one for this turn."""
+        return _ContextNote(self)
+
+    def transcript_tagger(self) -> FrameProcessor:
+        """A processor for between the STT and the user aggregator: sets each final transcription's
+        `metadata["emotion"]` to its utterance's reading (at once if ready, else when it is; never waits)."""
+        return _TranscriptTagger(self)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            await self.push_frame(frame, direction)
+            self._listener.feed_pcm16(frame.audio, frame.sample_rate, frame.num_channels)
+        elif isinstance(frame, StartFrame):
+            self._start()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self._listener.turn_started()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._listener.turn_stopped()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, TranscriptionFrame):
+            self._tag(frame)
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, EndFrame):
+            await self._finish()  # the last utterance's reading goes out before the pipeline ends
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, CancelFrame):
+            await self._stop()
+            await self.push_frame(frame, direction)
+        else:
+            await self.push_frame(frame, direction)
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        await self._stop()
+
+    # --- readings ---------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._sender is not None:
+            return
+        self._listener.bind()
+        self._out = asyncio.Queue()
+        self._sender = self.create_task(self._send_readings(), name="emotion-readings")
+
+    def _on_reading(self, reading: UtteranceReading | None) -> None:
+        """On the loop, as each reading arrives (None: the listener has caught up and no utterance is open)."""
+        if reading is None or not reading.interim:
+            # A transcript belongs to the latest utterance that began before it arrived; once a later
+            # utterance begins, or nothing more is pending, its tag is final.
+            still = []
+            for f, at_s in self._waiting_transcripts:
+                if reading is not None and reading.start_s <= at_s:
+                    f.metadata[METADATA_KEY] = reading
+                    still.append((f, at_s))
+            self._waiting_transcripts = still if reading is not None and self._listener.pending else []
+        if reading is None:
+            return
+        if not reading.interim:
+            self.trace.append(reading)
+        if self._out is not None:
+            self._out.put_nowait(reading)
+
+    async def _send_readings(self) -> None:
+        assert self._out is not None
+        while True:
+            reading = await self._out.get()
+            try:
+                await self.push_frame(
+                    EmotionReadingFrame(
+                        utterance=reading,
+                        operating_point=self._listener.operating_point,
+                        random_weights=self._listener.random_weights,
+                        dropped_s=self._listener.stats.dropped_s,
+                    )
+                )
+                if self.metrics_enabled and not reading.interim:  # Pipecat's metrics observers see the latency too
+                    data = ProcessingMetricsData(processor=self.name, model=self._listener.operating_point, value=reading.latency_s)
+                    await self.push_frame(MetricsFrame(data=[data]))
+            finally:
+                self._out.task_done()
+
+    async def _finish(self) -> None:
+        if self._sender is None:
+            return
+        await self._listener.flush()
+        assert self._out is not None
+        await self._out.join()
+        await self._stop()
+
+    async def _stop(self) -> None:
+        self._listener.close()
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            await self.cancel_task(sender)
+
+    # --- what other processors ask -------------------------------------------------------------------------
+
+    def _tag(self, frame: Frame) -> None:
+        latest, at_s = self._listener.latest, self._listener.fed_s
+        if latest is not None and latest.start_s <= at_s:
+            frame.metadata[METADATA_KEY] = latest
+        if self._listener.pending:
+            self._waiting_transcripts.append((frame, at_s))
+
+    async def _annotate(self, context: Any) -> None:
+        """Drops earlier notes from an LLM context and adds this turn's (if it has a reading)."""
+        readings = await self._listener.take_readings(wait_s=self.options.note_wait_s)
+        kept = [m for m in context.messages if not (isinstance(m, dict) and is_turn_note(m.get("content")))]
+        if len(kept) != len(context.messages):
+            context.set_messages(kept)
+        if readings:
+            note = turn_note(readings[-1], random_weights=self._listener.random_weights)
+            context.add_message({"role": self.options.note_role, "content": note})
+
+
+class _ContextNote(FrameProcessor):
+    """Adds the turn's emotion note to each LLM context on its way to the LLM."""
+
+    def __init__(self, perceiver: EmotionPerceiver, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._perceiver = perceiver
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM and self._perceiver.options.note:
+            await self._perceiver._annotate(frame.context)
+        await self.push_frame(frame, direction)
+
+
+class _TranscriptTagger(FrameProcessor):
+    """Attaches the matching reading to each final transcription frame's metadata."""
+
+    def __init__(self, perceiver: EmotionPerceiver, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._perceiver = perceiver
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TranscriptionFrame):
+            self._perceiver._tag(frame)
+        await self.push_frame(frame, direction)

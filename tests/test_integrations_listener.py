@@ -1,0 +1,120 @@
+"""The framework-free core of the voice plugins: the turn listener, its options and the LLM note."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emotion_tool.empathy import reply_advice
+from emotion_tool.integrations.listener import PerceptionOptions, TurnListener
+from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note, turn_note
+from emotion_tool.results import EmotionReading, UtteranceReading
+from emotion_tool.segmenter import StreamOptions
+
+
+def pcm16(wav: np.ndarray) -> bytes:
+    return np.round(np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+class HeldRecognizer:
+    """Wraps the real recognizer; each reading waits until the test lets it go (to make analysis fall behind)."""
+
+    def __init__(self, recognizer):
+        self._rec = recognizer
+        self.random_weights = recognizer.random_weights
+        self.go = threading.Event()
+
+    def operating_point(self):
+        return self._rec.operating_point()
+
+    def classify_batch(self, waveforms, *, min_confidence=None):
+        self.go.wait()
+        return self._rec.classify_batch(waveforms, min_confidence=min_confidence)
+
+
+def test_audio_beyond_max_queue_is_dropped_and_reported(recognizer, sentences_wav):
+    wav, sr = sf.read(sentences_wav[0], dtype="float32")
+    held = HeldRecognizer(recognizer)
+    options = PerceptionOptions(stream=StreamOptions(max_queue_s=1.0))
+
+    async def main():
+        listener = TurnListener(held, options=options)
+        listener.bind()  # its warm-up reading now waits: the worker is stuck, the queue fills
+        step = sr // 50
+        for i in range(0, len(wav), step):
+            listener.feed_pcm16(pcm16(wav[i : i + step]), sr, 1)
+        dropped = listener.stats.dropped_s
+        held.go.set()
+        await listener.flush()
+        for i in range(0, len(wav), step):  # the same speech again, now that analysis keeps up
+            listener.feed_pcm16(pcm16(wav[i : i + step]), sr, 1)
+            while listener.lag_s > 0.5:  # keep the queue short, as real time would: nothing more is dropped
+                await asyncio.sleep(0.005)
+        await listener.flush()
+        listener.close()
+        return listener, dropped
+
+    listener, dropped = asyncio.run(main())
+    total_s = len(wav) / sr
+    assert total_s - 1.0 - 0.05 <= dropped <= total_s - 1.0 + 0.05  # all but max_queue_s was dropped ...
+    assert listener.stats.dropped_s == dropped  # ... and nothing after
+    assert listener.fed_s == pytest.approx(2 * total_s)
+    # Stream time ran on across the gap: the second pass's utterances sit after the first pass.
+    _, bounds = sentences_wav
+    readings = listener._untaken
+    assert len(readings) == listener.stats.utterances == len(bounds)
+    for r, (start_s, end_s) in zip(readings, bounds):
+        assert r.start_s < total_s + start_s + 0.3 and r.end_s > total_s + end_s - 0.3
+
+
+def test_bad_frames_and_options_say_what_to_fix(recognizer):
+    async def main():
+        listener = TurnListener(recognizer)
+        listener.bind()
+        try:
+            with pytest.raises(ValueError, match="split into 2 interleaved channels"):
+                listener.feed_pcm16(b"\x00\x00" * 3, 16000, 2)
+            with pytest.raises(ValueError, match="not 16-bit PCM"):
+                listener.feed_pcm16(b"\x00" * 3, 16000, 1)
+            with pytest.raises(ValueError, match="at least one channel"):
+                listener.feed_pcm16(b"\x00\x00", 16000, 0)
+        finally:
+            listener.close()
+
+    asyncio.run(main())
+    with pytest.raises(RuntimeError, match="bind"):
+        asyncio.run(TurnListener(recognizer).take_readings(wait_s=0))
+    with pytest.raises(ValueError, match="turns must be"):
+        PerceptionOptions(turns="vad")
+    with pytest.raises(ValueError, match="note_wait_s"):
+        PerceptionOptions(note_wait_s=-1)
+    with pytest.raises(ValueError, match="stream must be a StreamOptions"):
+        PerceptionOptions(stream={"sample_rate": 16000})
+
+
+def _reading(label: str, *, confidence: float, valence: float, arousal: float, uncertain: bool = False) -> UtteranceReading:
+    r = EmotionReading(
+        start_s=1.0, end_s=3.5, label=label, confidence=confidence, probabilities={label: confidence, "neutral": 1 - confidence},
+        valence=valence, arousal=arousal, dominance=0.5, margin=2 * confidence - 1, entropy=0.3, uncertain=uncertain,
+    )  # fmt: skip
+    return UtteranceReading(index=0, start_s=1.0, end_s=3.5, reading=r, latency_s=0.2)
+
+
+def test_the_note_takes_its_advice_from_the_empathy_rulebook():
+    angry = _reading("angry", confidence=0.8, valence=0.2, arousal=0.8)
+    note = turn_note(angry)
+    assert is_turn_note(note) and note.startswith(NOTE_PREFIX)
+    assert angry.reading.describe() in note and "(2.5 s)" in note
+    assert reply_advice(angry.reading) in note  # the rulebook's words, not a copy of them
+    assert "cue, not a fact" in note
+
+    torn = _reading("sad", confidence=0.52, valence=0.4, arousal=0.3, uncertain=True)
+    assert "uncertain" in turn_note(torn) and reply_advice(torn.reading) in turn_note(torn)
+
+    test_model = turn_note(angry, random_weights=True)
+    assert "random test weights" in test_model and reply_advice(angry.reading) not in test_model
+    assert not is_turn_note("How can I help?") and not is_turn_note(None)

@@ -1,0 +1,139 @@
+"""The LiveKit Agents plugin with the framework's own rtc.AudioFrame, llm.ChatContext and Agent types."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("livekit.agents", reason="install the livekit extra: pip install 'emotion-tool[livekit]'")
+
+from livekit import rtc  # noqa: E402
+from livekit.agents import Agent, llm  # noqa: E402
+
+from emotion_tool.integrations.livekit import LiveKitEmotion  # noqa: E402
+from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note  # noqa: E402
+
+from conftest import SENTENCES  # noqa: E402
+
+RATE = 48000  # what a LiveKit room carries
+
+
+def sentence_frames(sentences_wav, channels: int) -> list[list[rtc.AudioFrame]]:
+    """Each sentence (and half the pauses around it) as 10-ms rtc.AudioFrames at 48 kHz."""
+    import soxr
+
+    path, bounds = sentences_wav
+    wav, sr = sf.read(path, dtype="float32")
+    cuts = [0] + [int((bounds[i][1] + bounds[i + 1][0]) / 2 * sr) for i in range(len(bounds) - 1)] + [len(wav)]
+    pieces = []
+    for a, b in zip(cuts, cuts[1:]):
+        pcm = np.round(np.clip(soxr.resample(wav[a:b], sr, RATE), -1, 1) * 32767).astype("<i2")
+        pcm = np.repeat(pcm[:, None], channels, axis=1)
+        step = RATE // 100
+        pieces.append(
+            [
+                rtc.AudioFrame(pcm[i : i + step].tobytes(), RATE, channels, len(pcm[i : i + step]))
+                for i in range(0, len(pcm), step)
+            ]
+        )
+    return pieces
+
+
+class Assistant(Agent):
+    """An agent wired the way the README says."""
+
+    def __init__(self, emotion: LiveKitEmotion):
+        super().__init__(instructions="You are a helpful voice assistant.")
+        self.emotion = emotion
+
+    async def on_user_turn_completed(self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage) -> None:
+        await self.emotion.on_user_turn_completed(turn_ctx, new_message)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_each_user_turn_is_read_and_noted_before_the_llm(recognizer, sentences_wav, channels):
+    pieces = sentence_frames(sentences_wav, channels)
+
+    async def main():
+        emotion = LiveKitEmotion(recognizer)
+        agent = Assistant(emotion)
+        turn_over, next_turn = asyncio.Queue(), asyncio.Event()
+
+        async def microphone():  # the user's audio as the agent's STT input receives it, turn by turn
+            for piece in pieces:
+                for frame in piece:
+                    yield frame
+                await turn_over.put(None)
+                await next_turn.wait()
+                next_turn.clear()
+
+        seen: list[rtc.AudioFrame] = []
+
+        async def stt():  # what Agent.default.stt_node does with the teed stream: consume it
+            try:
+                async for frame in emotion.tee(microphone()):
+                    seen.append(frame)
+            except Exception as e:  # handed to the test's side, which would wait for the turn forever
+                await turn_over.put(e)
+
+        task = asyncio.create_task(stt())
+        chat = llm.ChatContext()
+        chat.add_message(role="system", content="You are a helpful voice assistant.")
+        contexts, messages = [], []
+        for text in SENTENCES:
+            if isinstance(got := await turn_over.get(), Exception):
+                raise got
+            turn_ctx = chat.copy()  # LiveKit hands the hook a copy of the agent's context
+            message = llm.ChatMessage(role="user", content=[text])
+            await agent.on_user_turn_completed(turn_ctx, message)
+            contexts.append(turn_ctx)
+            messages.append(message)
+            chat.add_message(role="user", content=text)
+            # A stale note left in the agent's context (say, by an earlier update_chat_ctx) must go.
+            chat.add_message(role="system", content=f"{NOTE_PREFIX} an earlier turn's note")
+            next_turn.set()
+        await task
+        await emotion.aclose()
+        return emotion, seen, contexts, messages
+
+    emotion, seen, contexts, messages = asyncio.run(main())
+
+    sent = [f for piece in pieces for f in piece]
+    assert len(seen) == len(sent) and all(a is b for a, b in zip(seen, sent))  # every frame, unchanged, in order
+    assert len(emotion.trace) == len(SENTENCES) and emotion.stats.utterances == len(SENTENCES)
+    assert emotion.stats.dropped_s == 0.0
+    _, bounds = sentences_wav
+    for u, (start_s, end_s) in zip(emotion.trace, bounds):
+        assert u.start_s < start_s + 0.3 and u.end_s > end_s - 0.3, (u, start_s, end_s)
+    for ctx, message, u in zip(contexts, messages, emotion.trace):
+        notes = [m for m in ctx.messages() if is_turn_note(m.text_content)]
+        assert len(notes) == 1 and notes[0].role == "system"
+        assert u.reading.describe() in notes[0].text_content
+        assert message.extra["emotion"]["utterance"] == u.model_dump(mode="json")
+        assert message.extra["emotion"]["operating_point"] == "published" and message.extra["emotion"]["random_weights"]
+
+
+def test_a_turn_without_speech_gets_no_note(recognizer):
+    async def main():
+        emotion = LiveKitEmotion(recognizer)
+        silence = rtc.AudioFrame(bytes(2 * 480), RATE, 1, 480)
+
+        async def microphone():
+            for _ in range(100):
+                yield silence
+
+        async for _ in emotion.tee(microphone()):
+            pass
+        ctx = llm.ChatContext()
+        ctx.add_message(role="system", content=f"{NOTE_PREFIX} stale")
+        msg = llm.ChatMessage(role="user", content=["typed"])
+        reading = await emotion.on_user_turn_completed(ctx, msg)
+        await emotion.aclose()
+        return reading, ctx, msg
+
+    reading, ctx, msg = asyncio.run(main())
+    assert reading is None and "emotion" not in msg.extra
+    assert not any(is_turn_note(m.text_content) for m in ctx.messages())
