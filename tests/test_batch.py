@@ -16,7 +16,7 @@ import soundfile as sf
 from emotion_tool import AnalysisOptions, EmotionRecognizer
 from emotion_tool.batch import BatchOptions, TableWriter, analyze_item, collect_items, item_key, read_table, run_batch
 
-from conftest import speak
+from helpers import speak
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from sklearn.calibration import calibration_curve
 
-from conftest import speak
+from helpers import speak
 from emotion_tool import EmotionRecognizer
 from emotion_tool.calibration import (
     Calibration,

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.subprocess
 
-from conftest import SENTENCES, speak_with_pauses
+from helpers import SENTENCES, speak_with_pauses
 
 REPO = Path(__file__).resolve().parents[1]
 

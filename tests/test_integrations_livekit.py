@@ -16,7 +16,7 @@ from livekit.agents import Agent, llm  # noqa: E402
 from emotion_tool.integrations.livekit import LiveKitEmotion  # noqa: E402
 from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note  # noqa: E402
 
-from conftest import SENTENCES  # noqa: E402
+from helpers import SENTENCES  # noqa: E402
 
 RATE = 48000  # what a LiveKit room carries
 

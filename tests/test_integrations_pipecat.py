@@ -36,7 +36,7 @@ from emotion_tool.integrations.listener import PerceptionOptions  # noqa: E402
 from emotion_tool.integrations.note import is_turn_note  # noqa: E402
 from emotion_tool.integrations.pipecat import EmotionPerceiver, EmotionReadingFrame  # noqa: E402
 
-from conftest import SENTENCES  # noqa: E402
+from helpers import SENTENCES  # noqa: E402
 
 FRAME_S = 0.02  # 20-ms frames, what transports send
 
