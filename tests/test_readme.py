@@ -44,6 +44,7 @@ RUNNABLE = {"python", "bash", "console"}
 BLOCK_TIMEOUT_S = 600  # a hung example fails instead of hanging the suite
 SERVER_DEADLINE_S = 240  # give up waiting for a server's ready line (2 busy cores, cold imports)
 MARKER = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours in servers' logs
 KNOWN_MARKERS = ("skip (", "until ", "with the server above", "in the repository")
 
 
@@ -264,7 +265,7 @@ def _start_server(block: Block, machine: dict) -> tuple[subprocess.Popen, Path]:
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     give_up = time.monotonic() + SERVER_DEADLINE_S
-    while ready not in log.read_text(errors="replace"):
+    while ready not in ANSI.sub("", log.read_text(errors="replace")):
         if proc.poll() is not None:
             pytest.fail(f"README.md line {block.line}: the server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         if time.monotonic() > give_up:
