@@ -189,6 +189,10 @@ def machine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, spe
     (work / "my-calls").mkdir()
     shutil.copy(work / "call.wav", work / "my-calls" / "a.wav")
     shutil.copy(work / "turn1.wav", work / "my-calls" / "b.wav")
+    (work / "calls" / "monday").mkdir(parents=True)  # an archive for the batch examples
+    shutil.copy(work / "call.wav", work / "calls" / "monday" / "0001.wav")
+    shutil.copy(work / "turn1.wav", work / "calls" / "0002.wav")
+    (work / "calls.csv").write_text("audio\ncalls/monday/0001.wav\ncalls/0002.wav\n")
     (home / "Recordings").mkdir()
     for name in ("call.wav", "turn.wav"):
         shutil.copy(work / name, home / "Recordings" / name)
