@@ -30,6 +30,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,6 +263,17 @@ def _cwd(block: Block, machine: dict) -> Path:
     return REPO if block.marked("in the repository") is not None else machine["work"]
 
 
+def _ready(ready: str, log: Path) -> bool:
+    """Whether a server is up: `URL answers` polls the URL; other text is looked for in its output."""
+    if ready.endswith(" answers"):
+        try:
+            with urllib.request.urlopen(ready.removesuffix(" answers"), timeout=5) as response:
+                return response.status == 200
+        except (OSError, ValueError):
+            return False
+    return ready in ANSI.sub("", log.read_text(errors="replace"))
+
+
 def _start_server(block: Block, machine: dict) -> tuple[subprocess.Popen, Path]:
     ready = block.marked("until ")
     log = machine["blocks"] / f"L{block.line}.log"
@@ -269,7 +281,7 @@ def _start_server(block: Block, machine: dict) -> tuple[subprocess.Popen, Path]:
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     give_up = time.monotonic() + SERVER_DEADLINE_S
-    while ready not in ANSI.sub("", log.read_text(errors="replace")):
+    while not _ready(ready, log):
         if proc.poll() is not None:
             pytest.fail(f"README.md line {block.line}: the server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         if time.monotonic() > give_up:
