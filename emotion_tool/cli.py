@@ -322,7 +322,8 @@ def _print_tables(results) -> None:
             a.source or "-",
             f"{a.duration_s:.1f} s",
             f"{a.speech_ratio:.0%}",
-            f"{s.label}{' (uncertain)' if s.uncertain else ''}",
+            # Without speech the network still names an emotion; say what was heard instead.
+            "(no speech)" if a.speech_s == 0 else f"{s.label}{' (uncertain)' if s.uncertain else ''}",
             f"{s.confidence:.2f}",
             f"{s.valence:.2f}",
             f"{s.arousal:.2f}",

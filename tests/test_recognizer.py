@@ -78,6 +78,13 @@ def test_too_short_and_silence(recognizer):
     assert info.value.problem == "too_short"
     a = recognizer.analyze(np.zeros(16000 * 2, np.float32), sample_rate=16000)
     assert a.speech_s == 0 and any("No speech" in w for w in a.warnings)
+    # The network names an emotion for silence too, however sure it is: the reading says it means nothing.
+    assert a.summary.uncertain and a.windows and all(w.uncertain for w in a.windows)
+
+
+def test_speech_keeps_its_default_uncertain_flag(recognizer, speech_wav):
+    a = recognizer.analyze(speech_wav)
+    assert a.speech_s > 0 and a.summary.uncertain == (a.summary.confidence < 0.5)
 
 
 def test_uncertain_flag_follows_the_threshold(recognizer, speech_wav):
