@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import speak
+from helpers import speak
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
