@@ -12,6 +12,7 @@ from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, progress_reporter, state_of, tool_errors
+from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, AudioFormat, check_container, decode_base64, decode_pcm
 from .security import RequestError, read_file_bytes
 
@@ -97,15 +98,19 @@ async def analyze_emotion(
                 def load() -> tuple[Any, int | None]:
                     return raw, None
 
-        progress = progress_reporter(ctx)
+        def work(job: Job) -> EmotionAnalysis:
+            def progress(done: int, total: int) -> None:
+                job.check()  # between windows: stop here if the caller went away
+                report(done, total)
 
-        def work() -> EmotionAnalysis:
             audio, rate = load()
+            job.check()
             return state.recognizer.analyze(
                 audio, sample_rate=rate, options=analysis_options, name=name, progress=progress
             )
 
-        return await state.queue.run(work)
+        async with progress_reporter(ctx) as report:
+            return await state.queue.run(work)
 
 
 # (function, `add_tool` arguments) in the order the server lists them; the view draws the result.

@@ -14,6 +14,7 @@ from emotion_tool.streaming import StreamingAnalyzer
 
 from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
+from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
 from .security import RequestError
 from .sessions import PushResult, Session, SessionStarted, SessionSummary, SessionTrace, summarize
@@ -96,7 +97,7 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
                 f"the limit of {o.max_session_s:g} s; end it with end_emotion_session and start a new one"
             )
 
-        def feed() -> list[UtteranceReading]:
+        def feed(job: Job) -> list[UtteranceReading]:
             if session.ended:  # end_emotion_session got its turn first
                 raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
             return session.analyzer.push(samples)
@@ -135,7 +136,7 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         if session.summary is not None:
             return session.summary
 
-        def finish() -> None:  # one job, so no push can slip in between
+        def finish(job: Job) -> None:  # one job, so no push can slip in between
             if session.ended:
                 return
             session.analyzer.flush()

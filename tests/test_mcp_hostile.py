@@ -1,0 +1,195 @@
+"""`emotion-mcp` against hostile or careless clients: foreign Host/Origin, slow requests, shutdown while busy,
+long traces, cancellation, and clients that go away."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+import numpy as np
+import pytest
+import soundfile as sf
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.test_mcp_transports import START_TIMEOUT_S, STOP_TIMEOUT_S, emotion_mcp, server_env
+
+EXIT_BOUND_S = 20  # generous: "a few seconds" on an idle machine; only a hang passes it
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "0"}},
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextmanager
+def served(args: list[str], log: Path, *, host: str = "127.0.0.1", **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`emotion-mcp --transport streamable-http` on `host`, a free port; yields the process and the banner's URL."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            emotion_mcp() + ["--transport", "streamable-http", "--host", host, "--port", "0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=server_env(COLUMNS="400", **env),  # one log record a line
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (found := re.search(r"serving on (\S+) \(", log.read_text())) is None:
+            if proc.poll() is not None:
+                pytest.fail(f"emotion-mcp exited with {proc.returncode}:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"emotion-mcp did not start within {START_TIMEOUT_S} s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield proc, found.group(1)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _post(url: str, **headers: str) -> httpx2.Response:
+    return httpx2.post(url, json=INIT, headers={**ACCEPT, **headers}, timeout=30)
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+# --- Host and Origin -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1", "[::1]", "LOCALHOST"])
+def test_every_loopback_bind_without_token_refuses_foreign_host_and_origin(host: str, tiny_checkpoint: Path, tmp_path: Path):
+    with served(["--model", str(tiny_checkpoint), "--device", "cpu"], tmp_path / "server.log", host=host) as (_, url):
+        parts = urlsplit(url)  # the banner prints a URL a client can use (IPv6 bracketed once)
+        assert parts.scheme == "http" and parts.hostname is not None and parts.path == "/mcp"
+        assert _post(url).status_code == 200  # the URL as printed works, Host and all
+        port = _port(url)
+        for foreign in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
+            response = _post(url, Host=foreign)
+            assert response.status_code == 421, (foreign, response.text)
+            assert "loopback" in response.text
+        response = _post(url, Origin="http://evil.example")
+        assert response.status_code == 403 and "--allow-origin" in response.text
+        assert _post(url, Origin=f"http://localhost:{port}").status_code == 200  # a page on this machine
+        assert _post(url, Host=f"LocalHost:{port}").status_code == 200  # case does not matter
+
+
+def test_allowed_origin_may_call_and_a_bad_one_is_refused_at_start(tiny_checkpoint: Path, tmp_path: Path):
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-origin", "https://app.example"]
+    with served(args, tmp_path / "server.log") as (_, url):
+        assert _post(url, Origin="https://app.example").status_code == 200
+        assert _post(url, Origin="https://other.example").status_code == 403
+    bad = subprocess.run(
+        emotion_mcp() + ["--transport", "streamable-http", "--allow-origin", "app.example/path"],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "scheme://host" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_slow_headers_and_bodies_time_out(tiny_checkpoint: Path, tmp_path: Path):
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--header-timeout", "1", "--body-timeout", "1"]
+    with served(args, tmp_path / "server.log") as (_, url):
+        port = _port(url)
+        with socket.create_connection(("127.0.0.1", port), timeout=EXIT_BOUND_S) as slow:
+            slow.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the rest
+            assert slow.recv(1024) == b""  # closed by the server (a hang fails on the socket timeout)
+        with socket.create_connection(("127.0.0.1", port), timeout=EXIT_BOUND_S) as slow:
+            slow.sendall(
+                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Accept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            answer = slow.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert _post(url).status_code == 200  # still serving
+
+
+# --- long work, cancellation, shutdown ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_wav(speech_wav: Path, tmp_path_factory) -> Path:
+    """Two minutes of speech (one sentence over and over): a trace with a short hop reads thousands of windows."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    speech, rate = sf.read(speech_wav, dtype="float32")
+    sf.write(path, np.tile(speech, -(-rate * 120 // speech.shape[0]))[: rate * 120], rate, subtype="PCM_16")
+    return path
+
+
+LONG_TRACE = {"trace": True, "window_s": 1.0, "hop_s": 0.05}  # about 2400 windows of 120 s
+
+
+async def _wait_for_progress(progressed: anyio.Event) -> None:
+    with anyio.fail_after(START_TIMEOUT_S):
+        await progressed.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoint: Path, long_wav: Path, tmp_path: Path):
+    log = tmp_path / "server.log"
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(long_wav.parent), "--log-level", "INFO"]
+    with served(args, log) as (proc, url):
+        outcome: dict = {}
+
+        async def main() -> None:
+            progressed = anyio.Event()
+
+            async def on_progress(done, total, message):
+                outcome["total"] = total
+                progressed.set()
+
+            async def long_call() -> None:
+                try:
+                    async with httpx2.AsyncClient(timeout=EXIT_BOUND_S * 3) as http:
+                        async with Client(streamable_http_client(url, http_client=http)) as c:
+                            outcome["result"] = await c.call_tool(
+                                "analyze_emotion", {"audio_path": long_wav.name, **LONG_TRACE}, progress_callback=on_progress
+                            )
+                except BaseException as e:  # the server went away under the call: expected
+                    outcome["error"] = e
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(long_call)
+                await _wait_for_progress(progressed)
+                proc.send_signal(sig)
+                started = time.monotonic()
+                while proc.poll() is None and time.monotonic() - started < EXIT_BOUND_S:
+                    await anyio.sleep(0.1)
+                tg.cancel_scope.cancel()
+
+        anyio.run(main)
+        assert proc.poll() is not None, f"still running {EXIT_BOUND_S} s after {sig.name}:\n{log.read_text()}"
+        text = log.read_text()
+        assert outcome["total"] > 1000  # the long trace was under way
+        if "result" in outcome:  # the caller was told, if the answer could still reach it
+            assert outcome["result"].is_error and "shutting down" in outcome["result"].content[0].text
+        assert "stopped a model call at its next window" in text, text
+        assert "Traceback" not in text, text
