@@ -21,6 +21,7 @@ from .nodes import EmotionPerceptionNode, PlannerNode, ResponderNode, Transcribe
 from .planning import PlanningConfig
 from .prompts import SYSTEM_PROMPT
 from .state import STATE_TYPES, EmpathicState, InputState, OutputState
+from .turns import SerialTurnsGraph
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -168,8 +169,10 @@ def build_empathic_agent(
         store = sqlite_store(db_path) if checkpointer is None else False
     if checkpointer is None:
         checkpointer = sqlite_checkpointer(db_path)
-    return graph.compile(
+    compiled = graph.compile(
         checkpointer=None if checkpointer is False else checkpointer,
         store=None if store is False else store,
         name="empathic_agent",
     )
+    compiled.__class__ = SerialTurnsGraph  # the same graph, one turn at a time per thread (agents/turns.py)
+    return compiled
