@@ -70,7 +70,8 @@ class PathPolicy:
 
 def read_file_bytes(real: Path, *, max_bytes: int, shown_as: str) -> bytes:
     """Reads a file checked by `PathPolicy.resolve`, refusing links swapped in since and oversized files."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    # Non-blocking: a FIFO without a writer would otherwise hang the open, and every caller queued behind it.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(real, flags)
     except FileNotFoundError as e:
@@ -80,7 +81,8 @@ def read_file_bytes(real: Path, *, max_bytes: int, shown_as: str) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise RequestError(f"{shown_as} is not a regular file; give an audio file")
+            raise RequestError(f"{shown_as} is not a regular file (a FIFO, device, socket or directory); give an audio file")
+        os.set_blocking(fd, True)
         if info.st_size > max_bytes:
             raise RequestError(
                 f"{shown_as} is {info.st_size / _MIB:.1f} MiB, over the limit of {max_bytes / _MIB:.1f} MiB; "

@@ -136,15 +136,15 @@ def test_slow_headers_and_bodies_time_out(tiny_checkpoint: Path, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def long_wav(speech_wav: Path, tmp_path_factory) -> Path:
-    """Two minutes of speech (one sentence over and over): a trace with a short hop reads thousands of windows."""
-    path = tmp_path_factory.mktemp("long") / "long.wav"
+def very_long_wav(speech_wav: Path, tmp_path_factory) -> Path:
+    """Twenty minutes of speech: a trace of it with a 0.5-s hop reads 2400 windows (within the budget)."""
+    path = tmp_path_factory.mktemp("very_long") / "very_long.wav"
     speech, rate = sf.read(speech_wav, dtype="float32")
-    sf.write(path, np.tile(speech, -(-rate * 120 // speech.shape[0]))[: rate * 120], rate, subtype="PCM_16")
+    sf.write(path, np.tile(speech, -(-rate * 1200 // speech.shape[0]))[: rate * 1200], rate, subtype="PCM_16")
     return path
 
 
-LONG_TRACE = {"trace": True, "window_s": 1.0, "hop_s": 0.05}  # about 2400 windows of 120 s
+LONG_TRACE = {"trace": True, "window_s": 1.0, "hop_s": 0.5}  # 2400 windows of the 20-minute recording
 
 
 async def _wait_for_progress(progressed: anyio.Event) -> None:
@@ -153,9 +153,10 @@ async def _wait_for_progress(progressed: anyio.Event) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoint: Path, long_wav: Path, tmp_path: Path):
+def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
     log = tmp_path / "server.log"
-    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(long_wav.parent), "--log-level", "INFO"]
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent), "--log-level", "INFO",
+            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
     with served(args, log) as (proc, url):
         outcome: dict = {}
 
@@ -171,7 +172,7 @@ def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoi
                     async with httpx2.AsyncClient(timeout=EXIT_BOUND_S * 3) as http:
                         async with Client(streamable_http_client(url, http_client=http)) as c:
                             outcome["result"] = await c.call_tool(
-                                "analyze_emotion", {"audio_path": long_wav.name, **LONG_TRACE}, progress_callback=on_progress
+                                "analyze_emotion", {"audio_path": very_long_wav.name, **LONG_TRACE}, progress_callback=on_progress
                             )
                 except BaseException as e:  # the server went away under the call: expected
                     outcome["error"] = e
@@ -193,3 +194,80 @@ def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoi
             assert outcome["result"].is_error and "shutting down" in outcome["result"].content[0].text
         assert "stopped a model call at its next window" in text, text
         assert "Traceback" not in text, text
+
+
+def test_a_short_call_is_served_during_a_long_trace_and_a_departed_client_frees_the_model(
+    tiny_checkpoint: Path, very_long_wav: Path, speech_wav: Path, tmp_path: Path
+):
+    import shutil
+
+    shutil.copy(speech_wav, very_long_wav.parent / "short.wav")
+    log = tmp_path / "server.log"
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent),
+            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
+    with served(args, log) as (_, url):
+        events: list[str] = []
+
+        async def short_call(tag: str) -> None:
+            async with httpx2.AsyncClient(timeout=START_TIMEOUT_S) as http:
+                async with Client(streamable_http_client(url, http_client=http)) as c:
+                    result = await c.call_tool("analyze_emotion", {"audio_path": "short.wav"})
+                    assert not result.is_error, result.content
+                    events.append(tag)
+
+        async def main() -> None:
+            progressed = anyio.Event()
+
+            async def on_progress(done, total, message):
+                if done >= 2:
+                    progressed.set()
+
+            async def long_call() -> None:
+                async with httpx2.AsyncClient(timeout=START_TIMEOUT_S * 5) as http:
+                    async with Client(streamable_http_client(url, http_client=http)) as c:
+                        await c.call_tool(
+                            "analyze_emotion",
+                            {"audio_path": very_long_wav.name, "trace": True, "window_s": 1.0, "hop_s": 0.5},
+                            progress_callback=on_progress,
+                        )
+                        events.append("long finished")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(long_call)
+                await _wait_for_progress(progressed)
+                await short_call("short served during the trace")  # not after it: the trace takes turns by window
+                tg.cancel_scope.cancel()  # the long client goes away (its connection closes)
+            await short_call("short served after the disconnect")
+
+        anyio.run(main)
+        assert events == ["short served during the trace", "short served after the disconnect"]
+        deadline = time.monotonic() + EXIT_BOUND_S
+        while "stopped a model call at its next window: the caller went away" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()  # the departed client's trace was stopped
+            time.sleep(0.1)
+        text = log.read_text()
+        assert "Traceback" not in text, text
+
+
+def test_bounds_on_trace_work_are_tool_errors_that_say_the_fix(tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent),
+            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
+    with served(args, tmp_path / "server.log") as (_, url):
+
+        async def main() -> list:
+            async with httpx2.AsyncClient(timeout=START_TIMEOUT_S) as http:
+                async with Client(streamable_http_client(url, http_client=http)) as c:
+                    out = []
+                    for hop in (0.1, 0.00001, float("nan")):
+                        try:
+                            out.append(await c.call_tool("analyze_emotion", {"audio_path": very_long_wav.name, "trace": True, "window_s": 1.0, "hop_s": hop}))
+                        except MCPError as e:
+                            out.append(e)
+                    return out
+
+        budget, tiny, nan = anyio.run(main)
+        text = budget.content[0].text
+        assert budget.is_error and "plans 11991 windows, over the limit of 2400" in text and "use hop_s >= 0.5" in text
+        for refused in (tiny, nan):
+            message = refused.content[0].text if hasattr(refused, "content") else str(refused)
+            assert "hop_s" in message and ("greater than or equal to 0.1" in message or "valid number" in message), message
