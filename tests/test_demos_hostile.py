@@ -27,3 +27,21 @@ def test_conversation_demo_refuses_special_files_without_blocking(tiny_checkpoin
     assert as_db.returncode == 2 and "is not a regular file" in as_db.stderr and "Traceback" not in as_db.stderr
     as_turn = demo(str(fifo), "--model", str(tiny_checkpoint), "--device", "cpu", "--db", str(tmp_path / "c.sqlite"))
     assert as_turn.returncode == 2 and "not a regular file" in as_turn.stderr and "Traceback" not in as_turn.stderr
+
+
+def test_microphone_demo_refuses_a_fifo_and_names_a_missing_file(tiny_checkpoint, tmp_path: Path):
+    from test_microphone import run_demo
+
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    done = run_demo("--input-file", str(fifo), "--model", str(tiny_checkpoint), "--threads", "1")
+    assert done.returncode != 0 and "not a regular file" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    done = run_demo("--input-file", str(tmp_path / "missing.wav"), "--model", str(tiny_checkpoint), "--threads", "1")
+    assert done.returncode != 0 and "no such file" in done.stderr and "System error" not in done.stderr, done.stderr
+
+
+def test_microphone_demo_lists_devices_or_says_there_are_none():
+    from test_microphone import run_demo
+
+    done = run_demo("--list-devices")
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr  # never an empty line
