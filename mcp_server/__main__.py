@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     oauth.add_argument("--oauth-scope", dest="oauth_scopes", action="append", default=[], metavar="SCOPE", help="a scope every token must hold (repeatable)")
     add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, its uncertain threshold, named in every result")
     p.add_argument(
+        "--session-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="append each streaming session's readings to DIR/<session_id>.jsonl as they are read; "
+        "get_emotion_trace reads them back after a restart (default: kept in memory only)",
+    )
+    p.add_argument(
         "--header-timeout",
         dest="header_timeout_s",
         type=float,

@@ -22,6 +22,7 @@ from emotion_tool.streaming import StreamOptions
 
 from .auth import principal
 from .inference import InferenceQueue, JobCancelled, ServerBusy
+from .journal import SessionJournal
 from .options import ServerOptions
 from .security import PathPolicy
 from .sessions import Session, SessionStore, SessionTrace
@@ -42,6 +43,7 @@ class AppContext:
     paths: PathPolicy
     sessions: SessionStore
     queue: InferenceQueue
+    journal: SessionJournal | None = None  # --session-dir: where sessions' readings are appended
     stream_options: StreamOptions = field(default_factory=StreamOptions)  # sample_rate set per session
 
 
@@ -122,6 +124,7 @@ class ModelLifespan:
             paths=self.paths,
             sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s, clock=self.clock),
             queue=InferenceQueue(o.max_pending, time_budget_s=o.time_budget_s),
+            journal=SessionJournal(o.session_dir) if o.session_dir is not None else None,
             stream_options=StreamOptions(min_confidence=recognizer.min_confidence),
         )
 

@@ -28,6 +28,7 @@ class ServerOptions:
     max_sessions: int = 16  # streaming sessions held at once (ended ones make room for new ones)
     session_idle_s: float = 300.0  # a session without a call for this long expires
     max_pending: int = 8  # model jobs admitted at once, the running one included; beyond: "busy"
+    session_dir: Path | None = None  # streaming sessions' readings are appended here as they are read; None: kept in memory only
     time_budget_s: float | None = None  # a model call running longer is stopped at its next window; None: no budget
     header_timeout_s: float = 10.0  # HTTP: a request's headers must arrive whole within this, else the connection closes
     body_timeout_s: float = 60.0  # HTTP: a request's body must arrive whole within this, else 408

@@ -25,7 +25,10 @@ def session_trace(session_id: str, ctx: EmotionContext) -> str:
     try:
         session = state.sessions.get(session_id, client_key(ctx))
     except RequestError as e:
-        raise ResourceNotFoundError(str(e)) from e
+        recorded = state.journal.read(session_id) if state.journal is not None else None  # see get_emotion_trace
+        if recorded is None:
+            raise ResourceNotFoundError(str(e)) from e
+        return recorded.model_dump_json(indent=2)
     return trace_of(state, session).model_dump_json(indent=2)
 
 

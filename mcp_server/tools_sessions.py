@@ -60,6 +60,11 @@ async def start_emotion_session(
             await anyio.to_thread.run_sync(analyzer.close)
             raise
         await close_sessions(dropped)
+        if state.journal is not None:
+            journal = state.journal
+            await anyio.to_thread.run_sync(
+                lambda: journal.start(session, model_id=state.recognizer.model_id, random_weights=state.recognizer.random_weights)
+            )
     return SessionStarted(
         session_id=session.id,
         sample_rate=sample_rate,
@@ -100,7 +105,10 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
         def feed(job: Job) -> list[UtteranceReading]:
             if session.ended:  # end_emotion_session got its turn first
                 raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
-            return session.analyzer.push(samples)
+            readings = session.analyzer.push(samples)
+            if state.journal is not None:  # recorded before the caller hears of them
+                state.journal.utterances(session.id, readings, received_s=(session.received + samples.shape[0]) / session.sample_rate)
+            return readings
 
         session.in_flight += 1
         try:
@@ -118,10 +126,22 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
 
 
 async def get_emotion_trace(ctx: EmotionContext, session_id: SessionId) -> SessionTrace:
-    """The session's readings so far: one per utterance, with time, label, probabilities and dimensions."""
+    """The session's readings so far: one per utterance, with time, label, probabilities and dimensions.
+
+    With a server started with --session-dir, the trace of an expired session, or of one from
+    before a restart, is read back from its file.
+    """
     state = state_of(ctx)
     with tool_errors():
-        return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
+        try:
+            return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
+        except RequestError:
+            # Not held (expired, or from before a restart): the session file still has its trace. The id,
+            # 128 random bits given only to the session's opener, is what lets the caller read it.
+            recorded = state.journal.read(session_id) if state.journal is not None else None
+            if recorded is None:
+                raise
+            return recorded
 
 
 async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> SessionSummary:
@@ -139,7 +159,10 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         def finish(job: Job) -> None:  # one job, so no push can slip in between
             if session.ended:
                 return
-            session.analyzer.flush()
+            last = session.analyzer.flush()
+            if state.journal is not None:
+                state.journal.utterances(session.id, last, received_s=session.received_s)
+                state.journal.end(session.id, received_s=session.received_s)
             session.final_trace = session.analyzer.trace
             session.ended = True
             session.analyzer.close()

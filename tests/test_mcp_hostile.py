@@ -271,3 +271,46 @@ def test_bounds_on_trace_work_are_tool_errors_that_say_the_fix(tiny_checkpoint: 
         for refused in (tiny, nan):
             message = refused.content[0].text if hasattr(refused, "content") else str(refused)
             assert "hop_s" in message and ("greater than or equal to 0.1" in message or "valid number" in message), message
+
+
+# --- nothing recorded is lost ------------------------------------------------------------------------
+
+
+def test_session_readings_survive_a_crash_with_session_dir(tiny_checkpoint: Path, sentences_wav, tmp_path: Path):
+    import base64
+    import json
+
+    from mcp import StdioServerParameters
+
+    path, _ = sentences_wav
+    speech, rate = sf.read(path, dtype="int16")
+    assert rate == 16000
+    sessions = tmp_path / "sessions"
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--session-dir", str(sessions)]
+    params = StdioServerParameters(command=emotion_mcp()[0], args=[*emotion_mcp()[1:], *args], env=server_env())
+
+    async def first_life() -> tuple[str, int]:
+        with anyio.fail_after(START_TIMEOUT_S * 2):
+            async with Client(params) as c:
+                sid = (await c.call_tool("start_emotion_session", {"sample_rate": 16000})).structured_content["session_id"]
+                heard = 0
+                for i in range(0, speech.shape[0], 8000):  # half-second chunks, never ending the session
+                    chunk = base64.b64encode(speech[i : i + 8000].tobytes()).decode()
+                    heard += len((await c.call_tool("push_audio", {"session_id": sid, "chunk_base64": chunk})).structured_content["readings"])
+                assert heard >= 1
+                file = sessions / f"{sid}.jsonl"
+                lines = [json.loads(line) for line in file.read_text().splitlines()]
+                assert lines[0]["kind"] == "session" and sum(r["kind"] == "utterance" for r in lines) == heard  # written as read
+                # The server now stops with the session still open: its memory of it goes with it.
+                return sid, heard
+
+    sid, heard = anyio.run(first_life)
+
+    async def second_life() -> dict:
+        with anyio.fail_after(START_TIMEOUT_S * 2):
+            async with Client(params) as c:
+                return (await c.call_tool("get_emotion_trace", {"session_id": sid})).structured_content
+
+    trace = anyio.run(second_life)
+    assert trace["session_id"] == sid and len(trace["utterances"]) == heard and not trace["ended"]
+    assert any("session file" in w for w in trace["warnings"])
