@@ -137,3 +137,19 @@ def test_cli_gives_one_line_for_bad_numbers_and_special_files(tiny_checkpoint, s
         capture_output=True, text=True, timeout=HANG_BOUND_S * 3, env={**os.environ},
     )  # fmt: skip
     assert out.returncode != 0 and "not a regular file" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), "16000", 0])
+def test_stream_options_refuse_odd_rates_with_a_value_error(rate):
+    from emotion_tool.streaming import StreamOptions
+
+    with pytest.raises(ValueError, match="sample_rate"):
+        StreamOptions(sample_rate=rate)
+
+
+def test_cli_gives_one_line_when_an_output_cannot_be_written(tiny_checkpoint, speech_wav, tmp_path: Path):
+    taken = tmp_path / "x.png"
+    taken.mkdir()  # the plot's path is a directory: the write fails
+    out = run("analyze", speech_wav, "--model", tiny_checkpoint, "--trace", "--plot", taken)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("emotion-tool: error:"), out.stderr
