@@ -96,8 +96,9 @@ class Job:
     def cancelled(self) -> bool:
         return self._stop.is_set()
 
-    def check(self) -> None:
-        """Between windows: raises `JobCancelled` once the job should stop, and lets waiting jobs go first."""
+    def check(self, *, more_to_do: bool = True) -> None:
+        """Between windows: raises `JobCancelled` once the job should stop, and (with `more_to_do`) lets
+        waiting jobs go first."""
         if self.deadline is not None and time.monotonic() > self.deadline and not self.cancelled:
             self.cancel(
                 f"the request ran past its time budget of {self.time_budget_s:g} s and was stopped; ask for less work "
@@ -105,7 +106,7 @@ class Job:
             )
         if self._stop.is_set():
             raise JobCancelled(self.reason)
-        if self._turns is not None:
+        if self._turns is not None and more_to_do:
             self._turns.pass_turn(self)
             if self._stop.is_set():
                 raise JobCancelled(self.reason)

@@ -112,7 +112,7 @@ async def analyze_emotion(
 
         def work(job: Job) -> EmotionAnalysis:
             def progress(done: int, total: int) -> None:
-                job.check()  # between windows: stop here if the caller went away
+                job.check(more_to_do=done < total)  # between windows: stop here if the caller went away, or take turns
                 report(done, total)
 
             audio, rate = load()

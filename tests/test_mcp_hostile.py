@@ -314,3 +314,45 @@ def test_session_readings_survive_a_crash_with_session_dir(tiny_checkpoint: Path
     trace = anyio.run(second_life)
     assert trace["session_id"] == sid and len(trace["utterances"]) == heard and not trace["ended"]
     assert any("session file" in w for w in trace["warnings"])
+
+
+# --- the queue, in process ---------------------------------------------------------------------------
+
+
+def test_queue_takes_turns_by_window_and_stops_a_cancelled_job():
+    from mcp_server.inference import InferenceQueue, JobCancelled
+
+    queue = InferenceQueue(max_pending=4)
+    order: list[str] = []
+    long_windows = [0]
+
+    def long_job(job) -> None:
+        for _ in range(10_000):
+            time.sleep(0.005)  # one window
+            long_windows[0] += 1
+            job.check()
+        order.append("long finished")
+
+    def short_job(job) -> str:
+        time.sleep(0.005)
+        job.check(more_to_do=False)
+        order.append("short finished")
+        return "short"
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(queue.run, long_job)
+            while long_windows[0] < 3:
+                await anyio.sleep(0.01)
+            assert await queue.run(short_job) == "short"  # served while the long job is under way
+            windows_then = long_windows[0]
+            tg.cancel_scope.cancel()  # the long job's caller goes away
+        assert long_windows[0] <= windows_then + 2  # it stopped at its next window
+        assert queue.pending == 0
+
+    anyio.run(main)
+    assert order == ["short finished"]
+    # A time budget stops a job between windows with an error that says how to ask for less.
+    budget = InferenceQueue(max_pending=1, time_budget_s=0.05)
+    with pytest.raises(JobCancelled, match="time budget of 0.05 s"):
+        anyio.run(budget.run, long_job)
