@@ -48,15 +48,15 @@ class AnalysisOptions:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not (isinstance(self.max_duration_s, (int, float)) and self.max_duration_s > 0):  # inf: no limit
             raise ValueError(f"max_duration_s must be a positive number of seconds, got {self.max_duration_s!r}")
+        if not 0 < self.max_window_s <= 30:
+            raise ValueError(f"max_window_s must be in (0, 30] seconds (the encoder's span), got {self.max_window_s}")
+        if not 0 < self.hop_s <= self.window_s:
+            raise ValueError(f"need 0 < hop_s <= window_s (a trace without gaps), got window_s={self.window_s}, hop_s={self.hop_s}")
         if self.window_s < MIN_TRACE_WINDOW_S or self.hop_s < MIN_HOP_S:
             raise ValueError(
                 f"trace windows of window_s={self.window_s:g} every hop_s={self.hop_s:g} are too fine: use window_s >= "
                 f"{MIN_TRACE_WINDOW_S:g} and hop_s >= {MIN_HOP_S:g} seconds"
             )
-        if not 0 < self.max_window_s <= 30:
-            raise ValueError(f"max_window_s must be in (0, 30] seconds (the encoder's span), got {self.max_window_s}")
-        if not 0 < self.hop_s <= self.window_s:
-            raise ValueError(f"need 0 < hop_s <= window_s (a trace without gaps), got window_s={self.window_s}, hop_s={self.hop_s}")
         if self.window_s > self.max_window_s:
             raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
         if self.batch_size is not None and self.batch_size < 1:
