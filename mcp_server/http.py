@@ -134,9 +134,12 @@ def guarded_app(  # type: ignore[no-untyped-def]
     if token:
         guarded = BearerTokenMiddleware(guarded, token)
     tokened = bool(token) or oauth is not None
-    if needs_host_check(host, tokened) or allowed_origins:
+    check_host = needs_host_check(host, tokened)
+    if check_host or allowed_origins:
         names = (url_authority_host(oauth.resource_url),) if oauth is not None else ()
-        guarded = HostOriginMiddleware(guarded, bind_host=host, allowed_origins=allowed_origins, server_names=names)
+        guarded = HostOriginMiddleware(
+            guarded, bind_host=host, allowed_origins=allowed_origins, check_host=check_host, server_names=names
+        )
     return _EndsQuietlyOnShutdown(guarded)
 
 

@@ -235,9 +235,10 @@ class HostOriginMiddleware:
     """ASGI middleware: refuses requests whose Host is not this machine (421) or whose Origin is foreign (403).
 
     Host must name a loopback address (any of 127.0.0.0/8, ::1, localhost), the address the
-    server is bound to, or one of `server_names`, whatever its case or port. A request without Origin (not from a browser)
-    passes; one with Origin passes when the origin is on this machine or listed in
-    `allowed_origins` (``scheme://host[:port]``, as the browser sends it).
+    server is bound to, or one of `server_names`, whatever its case or port. A request without
+    Origin (not from a browser) passes; one with Origin passes when the origin is on this machine,
+    names one of `server_names`, or is listed in `allowed_origins` (``scheme://host[:port]``, as
+    the browser sends it).
     """
 
     def __init__(
@@ -246,10 +247,12 @@ class HostOriginMiddleware:
         *,
         bind_host: str,
         allowed_origins: Sequence[str] = (),
+        check_host: bool = True,
         server_names: Sequence[str] = (),
     ):
         self.app = app
         self.bind_host = host_of(bind_host)
+        self.check_host = check_host  # False on a tokened public bind: its names are not known here, the token guards it
         self.server_names = frozenset(host_of(n) for n in server_names)  # e.g. the public OAuth resource URL's host
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
 
@@ -261,7 +264,10 @@ class HostOriginMiddleware:
         if origin in self.allowed_origins:
             return True
         scheme, sep, authority = origin.partition("://")
-        return bool(sep) and scheme in ("http", "https") and self._host_allowed(host_of(authority))
+        if not sep or scheme not in ("http", "https"):
+            return False
+        host = host_of(authority)
+        return host in self.server_names or (self.check_host and self._host_allowed(host))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -270,7 +276,7 @@ class HostOriginMiddleware:
         headers = {name.lower(): value for name, value in scope.get("headers", ())}
         host = headers.get(b"host", b"").decode("latin-1")
         origin = headers.get(b"origin", b"").decode("latin-1")
-        if not host or not self._host_allowed(host_of(host)):
+        if self.check_host and (not host or not self._host_allowed(host_of(host))):
             await _plain_error(send, 421, f"Host {host or '(none)'} is not this server; connect to it by a loopback address")
             return
         if origin and origin != "null" and not self._origin_allowed(origin):

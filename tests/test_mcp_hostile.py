@@ -356,3 +356,30 @@ def test_queue_takes_turns_by_window_and_stops_a_cancelled_job():
     budget = InferenceQueue(max_pending=1, time_budget_s=0.05)
     with pytest.raises(JobCancelled, match="time budget of 0.05 s"):
         anyio.run(budget.run, long_job)
+
+
+def test_origin_check_on_a_public_bind_with_a_token_leaves_host_names_alone():
+    from mcp_server.security import HostOriginMiddleware
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = HostOriginMiddleware(app, bind_host="0.0.0.0", allowed_origins=["https://app.example"], check_host=False)
+
+    def status(**headers: str) -> int:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        anyio.run(guard, scope, receive, send)
+        return sent[0]["status"]
+
+    assert status(host="speech.example.org:8765") == 200  # the token guards this bind; its names are its own
+    assert status(host="speech.example.org:8765", origin="https://app.example") == 200
+    assert status(host="speech.example.org:8765", origin="https://evil.example") == 403
