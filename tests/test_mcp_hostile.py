@@ -257,6 +257,12 @@ def test_bounds_on_trace_work_are_tool_errors_that_say_the_fix(tiny_checkpoint: 
         async def main() -> list:
             async with httpx2.AsyncClient(timeout=START_TIMEOUT_S) as http:
                 async with Client(streamable_http_client(url, http_client=http)) as c:
+                    fifo = very_long_wav.parent / "stall.wav"
+                    if not fifo.exists():
+                        os.mkfifo(fifo)
+                    with anyio.fail_after(EXIT_BOUND_S):  # refused by its type, never opened for reading
+                        special = await c.call_tool("analyze_emotion", {"audio_path": fifo.name})
+                    assert special.is_error and "not a regular file" in special.content[0].text
                     out = []
                     for hop in (0.1, 0.00001, float("nan")):
                         try:
