@@ -44,6 +44,8 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "max_window_s", "min_duration_s", "min_confidence", "min_speech_ratio"):
             value = getattr(self, name)
+            if value is None and name == "min_confidence":  # the calibration's threshold, else 0.5
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not (isinstance(self.max_duration_s, (int, float)) and self.max_duration_s > 0):  # inf: no limit

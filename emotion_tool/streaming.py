@@ -15,7 +15,6 @@ once and is safe to call from an audio callback.
 from __future__ import annotations
 
 import math
-
 import threading
 import time
 import warnings

@@ -2,7 +2,8 @@
 
 One JSON Lines file per session, `<session_id>.jsonl`: a header line (rate, encoding, model), one
 line per utterance as soon as it is read (written, flushed and synced before the tool answers),
-and an end line. Nothing is rewritten, so a crash loses at most the line being written, and a
+and an end line. The header names the OAuth principal that opened the session, and only that
+principal reads the file back (none without OAuth). Nothing is rewritten, so a crash loses at most the line being written, and a
 restarted server can still return an old session's trace (`read`). A damaged last line is skipped
 with a warning.
 """
@@ -56,8 +57,8 @@ class SessionJournal:
         finally:
             os.close(fd)
 
-    def start(self, session: Session, *, model_id: str, random_weights: bool) -> None:
-        """Writes the header of a new session."""
+    def start(self, session: Session, *, model_id: str, random_weights: bool, principal: str | None = None) -> None:
+        """Writes the header of a new session; `principal`: the OAuth caller that opened it, if any."""
         self._append(
             session.id,
             [
@@ -68,6 +69,7 @@ class SessionJournal:
                     "encoding": session.encoding,
                     "model_id": model_id,
                     "random_weights": random_weights,
+                    "principal": principal,
                     "started_unix_s": time.time(),
                 }
             ],
@@ -84,8 +86,8 @@ class SessionJournal:
         """Marks the session ended."""
         self._append(session_id, [{"kind": "end", "received_s": received_s}])
 
-    def read(self, session_id: str) -> SessionTrace | None:
-        """The trace recorded for `session_id`, or None if there is no file for it."""
+    def read(self, session_id: str, *, principal: str | None = None) -> SessionTrace | None:
+        """The trace recorded for `session_id`, or None if there is no file for it or another principal opened it."""
         path = self._path(session_id)
         try:
             lines = path.read_bytes().splitlines()
@@ -107,7 +109,7 @@ class SessionJournal:
                     ended, received_s = True, max(received_s, float(record["received_s"]))
             except (ValueError, KeyError, TypeError):
                 damaged += 1
-        if header is None:
+        if header is None or header.get("principal") != principal:  # someone else's: as if there were no file
             return None
         warnings = [f"Read from the session file {path.name} (the server restarted since, or the session expired)."]
         if damaged:

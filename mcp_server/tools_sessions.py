@@ -13,6 +13,7 @@ from emotion_tool.results import UtteranceReading
 from emotion_tool.streaming import StreamingAnalyzer
 
 from .app_view import ICONS, TOOL_UI_META
+from .auth import principal
 from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
 from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
@@ -61,9 +62,11 @@ async def start_emotion_session(
             raise
         await close_sessions(dropped)
         if state.journal is not None:
-            journal = state.journal
+            journal, opener = state.journal, principal()
             await anyio.to_thread.run_sync(
-                lambda: journal.start(session, model_id=state.recognizer.model_id, random_weights=state.recognizer.random_weights)
+                lambda: journal.start(
+                    session, model_id=state.recognizer.model_id, random_weights=state.recognizer.random_weights, principal=opener
+                )
             )
     return SessionStarted(
         session_id=session.id,
@@ -137,8 +140,9 @@ async def get_emotion_trace(ctx: EmotionContext, session_id: SessionId) -> Sessi
             return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
         except RequestError:
             # Not held (expired, or from before a restart): the session file still has its trace. The id,
-            # 128 random bits given only to the session's opener, is what lets the caller read it.
-            recorded = state.journal.read(session_id) if state.journal is not None else None
+            # 128 random bits given only to the session's opener, is what lets the caller read it, and
+            # with OAuth the file is read back only for the principal that opened it.
+            recorded = state.journal.read(session_id, principal=principal()) if state.journal is not None else None
             if recorded is None:
                 raise
             return recorded

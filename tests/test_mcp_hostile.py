@@ -389,3 +389,37 @@ def test_origin_check_on_a_public_bind_with_a_token_leaves_host_names_alone():
     assert status(host="speech.example.org:8765") == 200  # the token guards this bind; its names are its own
     assert status(host="speech.example.org:8765", origin="https://app.example") == 200
     assert status(host="speech.example.org:8765", origin="https://evil.example") == 403
+
+
+def test_oauth_counts_as_a_token_and_its_resource_host_is_a_name_of_the_server():
+    from mcp_server import ServerOptions
+    from mcp_server.auth import OAuthOptions
+    from mcp_server.http import guarded_app
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    oauth = OAuthOptions(issuer_url="https://id.example.org", resource_url="https://GPU.example.org:8765/mcp")
+
+    def status(bind: str, **headers: str) -> int:
+        guard = guarded_app(app, host=bind, token=None, allowed_origins=(), options=ServerOptions(), oauth=oauth)
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "method": "GET", "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        anyio.run(guard, scope, receive, send)
+        return sent[0]["status"]
+
+    # Loopback bind (e.g. behind a reverse proxy): foreign names refused, the resource's own name accepted.
+    assert status("127.0.0.1", host="evil.example") == 421
+    assert status("127.0.0.1", host="gpu.example.org:8765") == 200
+    assert status("127.0.0.1", host="127.0.0.1:8765", origin="https://evil.example") == 403
+    assert status("127.0.0.1", host="127.0.0.1:8765", origin="https://gpu.example.org:8765") == 200
+    # Public bind: every request needs an issuer's token, so, as with a static token, host names are not checked.
+    assert status("0.0.0.0", host="speech.example.org") == 200
