@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -21,6 +22,7 @@ from .nodes import EmotionPerceptionNode, PlannerNode, ResponderNode, Transcribe
 from .planning import PlanningConfig
 from .prompts import SYSTEM_PROMPT
 from .state import STATE_TYPES, EmpathicState, InputState, OutputState
+from .turns import SerialTurnsGraph
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -63,8 +65,29 @@ def sqlite_checkpointer(path: str | os.PathLike | None = None) -> "SqliteSaver":
         ) from e
     db = Path(path).expanduser() if path is not None else default_db_path()
     db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = db.stat().st_mode
+    except FileNotFoundError:
+        mode = None  # created below
+    if mode is not None and not stat.S_ISREG(mode):  # opening a FIFO would block; a directory cannot hold a database
+        raise ValueError(f"{db} is not a regular file; give the path of a conversation database file (it is created if missing)")
     conn = sqlite3.connect(db, check_same_thread=False)  # LangGraph may run nodes on worker threads
-    return SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a file that is not SQLite fails here, not mid-turn
+        saver = SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+        saver.setup()
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise unreadable_database(db, e) from e
+    return saver
+
+
+def unreadable_database(db: str | os.PathLike, error: sqlite3.Error) -> RuntimeError:
+    """The error for a conversation file SQLite cannot use, with what to do about it."""
+    return RuntimeError(
+        f"{db}: cannot use it as the conversation database ({error}); if it is damaged or not a database, "
+        "move it aside (a new one is created) or give another file"
+    )
 
 
 def sqlite_store(path: str | os.PathLike | None = None) -> "SqliteStore":
@@ -168,8 +191,10 @@ def build_empathic_agent(
         store = sqlite_store(db_path) if checkpointer is None else False
     if checkpointer is None:
         checkpointer = sqlite_checkpointer(db_path)
-    return graph.compile(
+    compiled = graph.compile(
         checkpointer=None if checkpointer is False else checkpointer,
         store=None if store is False else store,
         name="empathic_agent",
     )
+    compiled.__class__ = SerialTurnsGraph  # the same graph, one turn at a time per thread (agents/turns.py)
+    return compiled

@@ -12,6 +12,7 @@ again with the same --thread continues it. Set EMOTION_TOOL_DEBUG=1 for tracebac
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import textwrap
 import uuid
@@ -45,14 +46,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from agents import build_empathic_agent
-    from agents.graph import default_db_path, sqlite_checkpointer
+    from agents.graph import default_db_path, sqlite_checkpointer, unreadable_database
     from emotion_tool import EmotionRecognizer
 
     if len(args.text) > len(args.turns):
         raise ValueError(f"{len(args.text)} --text given for {len(args.turns)} turns; give at most one per turn")
     for path in args.turns:
-        if not path.is_file():
+        if not path.exists():
             raise ValueError(f"{path}: no such file; give one audio file per turn")
+        if not path.is_file():  # a FIFO or device would block the reader, a directory holds no audio
+            raise ValueError(f"{path} is not a regular file; give one audio file per turn")
     transcriber = None
     if args.stt:
         from agents.stt import WhisperTranscriber
@@ -81,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
             turn: dict = {"audio": str(path)}
             if i < len(args.text):
                 turn["transcript"] = args.text[i]
-            out = graph.invoke(turn, config=config)
+            try:
+                out = graph.invoke(turn, config=config)
+            except sqlite3.DatabaseError as e:  # damaged after it was opened (e.g. by another program)
+                raise unreadable_database(db, e) from e
             _print_turn(out, path)
     finally:
         checkpointer.conn.close()

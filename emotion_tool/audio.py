@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -28,6 +30,11 @@ AudioProblem = Literal["not_found", "type", "empty", "decode", "sample_rate", "n
 MIN_SAMPLE_RATE = 1000  # Hz; below this an array's rate is surely a mistake
 MAX_SAMPLE_RATE = 768000  # Hz; the highest rate common hardware records
 _MAX_CHANNELS = 16
+# Decoding cost grows with samples × channels, not seconds: a long limit on seconds would let 8-channel
+# 192-kHz files through at 96 times the work of 16-kHz mono. Files may hold this many samples (all
+# channels counted) per second of the duration limit: 48 kHz stereo, or 16 kHz with 6 channels.
+MAX_SAMPLES_PER_LIMIT_S = 96000
+_BLOCK_FRAMES = 65536  # frames decoded at a time; each block is mixed to mono and resampled before the next
 
 PcmEncoding = Literal["pcm_s16le", "pcm_f32le"]
 """Raw mono samples, little-endian: 16-bit signed integers or 32-bit floats in [-1, 1]."""
@@ -83,9 +90,13 @@ def load_audio(
 
 
 def _check_rate(sample_rate: Any, name: str) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)):
         raise AudioError("sample_rate", f"{name}: sample_rate must be a number of Hz, got {sample_rate!r}")
-    if float(sample_rate) != int(sample_rate) or not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+    if (
+        not math.isfinite(float(sample_rate))
+        or float(sample_rate) != int(sample_rate)
+        or not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE
+    ):
         raise AudioError(
             "sample_rate",
             f"{name}: sample_rate={sample_rate!r} Hz is not a usable rate; "
@@ -94,14 +105,46 @@ def _check_rate(sample_rate: Any, name: str) -> int:
     return int(sample_rate)
 
 
+def open_regular_file(path: str | os.PathLike, *, name: str | None = None, follow_links: bool = True) -> io.BufferedReader:
+    """Opens a regular file for reading, never blocking: FIFOs, devices, sockets and directories are refused.
+
+    The file is opened non-blocking (so a FIFO without a writer cannot hang the caller) and its type
+    checked on the open descriptor, so nothing can be swapped in between the check and the read.
+
+    Raises:
+        AudioError: no such file ("not_found"), not a regular file ("type"), or not readable ("not_found").
+    """
+    shown = name or os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as e:
+        raise AudioError("not_found", f"{shown}: no such file; check the path (relative paths start at {Path.cwd()})") from e
+    except IsADirectoryError as e:
+        raise AudioError("type", f"{shown} is a directory; give an audio file inside it") from e
+    except OSError as e:
+        raise AudioError("not_found", f"{shown}: cannot open ({e.strerror}); check the path and its permissions") from e
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise AudioError("type", f"{shown} is a directory; give an audio file inside it")
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
+            raise AudioError("type", f"{shown} is {kind}, not a regular file; give an audio file (record a stream to a file first)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # regular files never block; reads after this are plain
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_path(path: Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    if not path.exists():
-        raise AudioError("not_found", f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
-    if path.is_dir():
-        raise AudioError("not_found", f"{path} is a directory; give an audio file inside it")
-    if path.stat().st_size == 0:
-        raise AudioError("empty", f"{path} is an empty file (0 bytes); record or export the audio again")
-    with open(path, "rb") as f:
+    with open_regular_file(path) as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise AudioError("empty", f"{path} is an empty file (0 bytes); record or export the audio again")
         return _decode(f, str(path), max_duration_s)
 
 
@@ -117,9 +160,8 @@ def _decode(f: Any, name: str, max_duration_s: float | None) -> tuple[np.ndarray
     try:
         with sf.SoundFile(f) as snd:
             sr = snd.samplerate
-            if max_duration_s is not None and snd.frames > 0 and snd.frames / sr > max_duration_s:
-                raise _too_long(name, snd.frames / sr, max_duration_s)
-            wav = snd.read(dtype="float32", always_2d=True)
+            _check_header(snd.frames, snd.channels, sr, name, max_duration_s)
+            wav, sr = _read_blocks(snd, name), SAMPLE_RATE
     except sf.LibsndfileError as e:
         reason = getattr(e, "error_string", "") or str(e)  # without the file object's repr
         raise AudioError(
@@ -130,6 +172,58 @@ def _decode(f: Any, name: str, max_duration_s: float | None) -> tuple[np.ndarray
     except (RuntimeError, TypeError) as e:  # soundfile raises these for some malformed headers
         raise AudioError("decode", f"{name}: cannot decode audio ({e}); the file may be truncated or not audio") from e
     return wav, sr
+
+
+def _check_header(frames: int, channels: int, sr: int, name: str, max_duration_s: float | None) -> None:
+    """Refuses, from the header alone, audio that is too long or too large to decode."""
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            "sample_rate", f"{name}: its header gives {sr} Hz, outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}; the file is damaged or not speech audio"
+        )
+    if channels > _MAX_CHANNELS:
+        raise AudioError("type", f"{name} has {channels} channels, over {_MAX_CHANNELS}; mix it down to mono first")
+    if max_duration_s is None or frames <= 0:
+        return
+    if frames / sr > max_duration_s:
+        raise _too_long(name, frames / sr, max_duration_s)
+    limit = int(max_duration_s * MAX_SAMPLES_PER_LIMIT_S)
+    if frames * channels > limit:
+        raise AudioError(
+            "too_long",
+            f"{name} holds {frames * channels:,} samples ({channels} channels at {sr} Hz for {frames / sr:.1f} s), over the "
+            f"limit of {limit:,} for {max_duration_s:g} s of audio; mix it to mono and resample it to 16 kHz "
+            "(e.g. `sox in.flac -r 16000 -c 1 out.wav`), or send a shorter stretch",
+        )
+
+
+def _read_blocks(snd: Any, name: str) -> np.ndarray:
+    """Decodes block by block, mixing to mono and resampling each block to 16 kHz before the next.
+
+    Memory stays at the 16-kHz mono result plus one block, whatever the file's rate and channels;
+    nothing is allocated from the header's frame count, which a damaged or hostile file may inflate.
+    Returns (samples, 1) float32 at 16 kHz (identical to resampling the whole signal at once).
+    """
+    import soxr
+
+    sr, parts = snd.samplerate, []
+    stream = None if sr == SAMPLE_RATE else soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    while True:
+        block = snd.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        last = block.shape[0] < _BLOCK_FRAMES
+        if not np.isfinite(block).all():
+            raise AudioError(
+                "non_finite",
+                f"{name} holds NaN or infinite samples; fix the producer of the audio or replace them before analysis",
+            )
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if stream is not None:
+            mono = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
+        if mono.size:
+            parts.append(np.array(mono, dtype=np.float32))
+        if last:
+            break
+    wav = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return wav[:, None]
 
 
 def _as_array(audio: Any, name: str) -> np.ndarray:
@@ -155,6 +249,8 @@ def _as_array(audio: Any, name: str) -> np.ndarray:
         return wav[:, None]
     if wav.ndim != 2:
         raise AudioError("type", f"{name}: expected 1 or 2 dimensions (samples[, channels]), got shape {wav.shape}")
+    if wav.size == 0:
+        raise AudioError("empty", f"{name} holds no samples (shape {audio.shape}); record or export the audio again")
     # (channels, samples) is told from (samples, channels) by its short first axis.
     if wav.shape[0] < wav.shape[1] and wav.shape[0] <= _MAX_CHANNELS:
         wav = wav.T
@@ -319,10 +415,10 @@ def audio_info(path: str | os.PathLike, *, name: str | None = None) -> tuple[int
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        with open_regular_file(path, name=name) as raw, sf.SoundFile(raw) as f:
+            return int(f.frames), int(f.samplerate)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError("decode", f"cannot decode {name or path} ({e}); convert it to WAV or FLAC") from e
-    return int(info.frames), int(info.samplerate)
 
 
 def read_frames(
@@ -340,10 +436,18 @@ def read_frames(
 
     name = name or str(path)
     try:
-        with sf.SoundFile(str(path)) as f:
+        with open_regular_file(path, name=name) as raw, sf.SoundFile(raw) as f:
             end = f.frames if stop is None else min(f.frames, stop)
             f.seek(min(start, f.frames))
-            return f.read(max(0, end - start), dtype="float32", always_2d=True), f.samplerate
+            want, blocks = max(0, end - start), []
+            while want > 0:  # in blocks: a header's frame count is never allocated up front
+                block = f.read(min(want, _BLOCK_FRAMES), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                blocks.append(block)
+                want -= block.shape[0]
+            frames = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), dtype=np.float32)
+            return frames, f.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError("decode", f"{name}: cannot decode audio ({e}); convert it to WAV or FLAC") from e
 

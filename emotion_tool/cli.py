@@ -423,15 +423,16 @@ def _random_model(args: argparse.Namespace) -> int:
 def run_command(prog: str, body: Callable[[], int], *, errors: tuple[type[BaseException], ...] = ()) -> int:
     """Runs a command's body the way every command of the project ends.
 
-    Bad input (AudioError, CheckpointError, ValueError, RuntimeError, and `errors`) prints one line,
-    `PROG: error: ...`, and returns 2; Ctrl-C returns 130. EMOTION_TOOL_DEBUG=1 shows the traceback.
+    Bad input (AudioError, CheckpointError, ValueError, RuntimeError, and `errors`) and files that
+    cannot be read or written (OSError) print one line, `PROG: error: ...`, and return 2; Ctrl-C
+    returns 130. EMOTION_TOOL_DEBUG=1 shows the traceback.
     """
     from .audio import AudioError
     from .checkpoint import CheckpointError
 
     try:
         return body()
-    except (AudioError, CheckpointError, ValueError, RuntimeError, *errors) as e:
+    except (AudioError, CheckpointError, ValueError, RuntimeError, OSError, *errors) as e:
         if os.environ.get("EMOTION_TOOL_DEBUG"):
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .audio import AudioError, audio_info, load_audio, read_frames
+from .audio import AudioError, audio_info, load_audio, open_regular_file, read_frames
 from .config import DIMENSIONS, LABELS, SAMPLE_RATE
 
 __all__ = [
@@ -147,9 +147,13 @@ def read_manifest(path: str | Path, *, options: ManifestOptions = ManifestOption
         ValueError: the file cannot be read as a manifest at all.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"manifest {path} does not exist; give a .csv or .jsonl file")
-    data = path.read_bytes()
+    try:
+        with open_regular_file(path, name=f"manifest {path}") as f:  # a FIFO or device is refused, never waited on
+            data = f.read()
+    except AudioError as e:
+        if e.problem == "not_found":
+            raise ValueError(f"manifest {path} does not exist; give a .csv or .jsonl file") from e
+        raise ValueError(f"{e}; give a .csv or .jsonl file") from e
     rows = _parse_rows(path, data, options)
     problems: list[str] = []
     items: list[ManifestItem] = []

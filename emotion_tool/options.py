@@ -3,12 +3,14 @@ points' names. Imports no torch, so command lines take their defaults from here 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .operating_point import NAMED_POINTS
 from .vad import VadOptions
+from .windows import MIN_HOP_S, MIN_TRACE_WINDOW_S
 
 __all__ = ["AnalysisOptions", "EvaluationOptions", "LoadOptions", "CalibrationOptions", "FAST_POINTS"]
 
@@ -42,10 +44,23 @@ class AnalysisOptions:
     trace_mode: TraceMode = "windows"  # "windows": each trace window read on its own (published); "shared-encoder": one encoder pass per <= 30-s window, pooling and heads over each trace window's frames
 
     def __post_init__(self) -> None:
+        for name in ("window_s", "hop_s", "max_window_s", "min_duration_s", "min_confidence", "min_speech_ratio"):
+            value = getattr(self, name)
+            if value is None and name == "min_confidence":  # the calibration's threshold, else 0.5
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not (isinstance(self.max_duration_s, (int, float)) and self.max_duration_s > 0):  # inf: no limit
+            raise ValueError(f"max_duration_s must be a positive number of seconds, got {self.max_duration_s!r}")
         if not 0 < self.max_window_s <= 30:
             raise ValueError(f"max_window_s must be in (0, 30] seconds (the encoder's span), got {self.max_window_s}")
         if not 0 < self.hop_s <= self.window_s:
             raise ValueError(f"need 0 < hop_s <= window_s (a trace without gaps), got window_s={self.window_s}, hop_s={self.hop_s}")
+        if self.window_s < MIN_TRACE_WINDOW_S or self.hop_s < MIN_HOP_S:
+            raise ValueError(
+                f"trace windows of window_s={self.window_s:g} every hop_s={self.hop_s:g} are too fine: use window_s >= "
+                f"{MIN_TRACE_WINDOW_S:g} and hop_s >= {MIN_HOP_S:g} seconds"
+            )
         if self.window_s > self.max_window_s:
             raise ValueError(f"window_s={self.window_s} exceeds max_window_s={self.max_window_s}")
         if self.batch_size is not None and self.batch_size < 1:

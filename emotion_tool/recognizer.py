@@ -27,13 +27,14 @@ from .results import (
 )
 from .options import AnalysisOptions, Context, Precision, Quantization
 from .vad import SpeechDetector, VadOptions, speech_seconds
-from .windows import plan_trace, plan_windows, weighted_mean
+from .windows import check_window_budget, plan_trace, plan_windows, trace_window_count, weighted_mean
 
 if TYPE_CHECKING:
     from .calibration import Calibration
 
 Progress = Callable[[int, int], None]
-"""Called as progress(done, total) with the number of windows read so far."""
+"""Called as progress(done, total) with the number of windows read so far, between windows. It is also
+the cancellation hook: an exception it raises stops the analysis there and reaches the caller."""
 
 _SAMPLES_PER_FRAME = 320  # one encoder frame = 2 mel frames of 160 samples = 20 ms
 DEFAULT_MIN_CONFIDENCE = 0.5  # the uncertain threshold when neither the options nor a calibration set one
@@ -353,6 +354,14 @@ class EmotionRecognizer:
                 "too_short",
                 f"{name or 'audio'} lasts {duration_s:.2f} s, too short to judge (minimum {o.min_duration_s:g} s); "
                 "send a longer stretch of speech",
+            )
+        if o.trace:  # the work a trace asks for is bounded before any of it is done
+            check_window_budget(
+                trace_window_count(wav.shape[0], window_s=o.window_s, hop_s=o.hop_s),
+                duration_s,
+                padded=o.trace_mode == "windows" and o.context == "padded",
+                operating_point=self.operating_point(o),
+                hop_s=o.hop_s,
             )
         speech = self._detector(o.vad).speech_spans(wav)
         speech_s = speech_seconds(speech, 0, wav.shape[0])

@@ -15,6 +15,7 @@ call it directly). All state lives in the object; the silero model itself is sha
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,12 @@ class StreamOptions:
     min_confidence: float | None = None  # readings whose top probability is below this are flagged uncertain; None: the recognizer's (0.5, or its calibration's fitted threshold)
 
     def __post_init__(self) -> None:
-        if isinstance(self.sample_rate, bool) or int(self.sample_rate) != self.sample_rate:
+        if (
+            isinstance(self.sample_rate, bool)
+            or not isinstance(self.sample_rate, (int, float))
+            or not math.isfinite(self.sample_rate)
+            or int(self.sample_rate) != self.sample_rate
+        ):
             raise ValueError(f"sample_rate must be an integer number of Hz, got {self.sample_rate!r}")
         if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
             raise ValueError(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="streamable-http: port, 0 for any free one (default: 8000)")
+    p.add_argument(
+        "--allow-origin",
+        dest="allow_origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="streamable-http: a browser origin (scheme://host[:port]) besides this machine's that may call the server (repeatable)",
+    )
     p.add_argument(
         "--allow-dir",
         dest="allow_dirs",
@@ -86,6 +94,38 @@ def _parser() -> argparse.ArgumentParser:
     oauth.add_argument("--oauth-scope", dest="oauth_scopes", action="append", default=[], metavar="SCOPE", help="a scope every token must hold (repeatable)")
     add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities, its uncertain threshold, named in every result")
     p.add_argument(
+        "--session-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="append each streaming session's readings to DIR/<session_id>.jsonl as they are read; "
+        "get_emotion_trace reads them back after a restart (default: kept in memory only)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        dest="header_timeout_s",
+        type=float,
+        default=d.header_timeout_s,
+        metavar="S",
+        help="streamable-http: close a connection whose request headers take longer (default: %(default)g)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        dest="body_timeout_s",
+        type=float,
+        default=d.body_timeout_s,
+        metavar="S",
+        help="streamable-http: answer 408 to a request whose body takes longer (default: %(default)g)",
+    )
+    p.add_argument(
+        "--time-budget",
+        dest="time_budget_s",
+        type=float,
+        default=d.time_budget_s,
+        metavar="S",
+        help="stop a model call that runs longer than this, at its next window (default: no budget)",
+    )
+    p.add_argument(
         "--log-level",
         default=d.log_level,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -100,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The SDK, the server and the model load only once the arguments are known to be good.
     import anyio
 
-    from .security import TOKEN_ENV_VAR, check_http_binding
+    from .http import serve_http
+    from .security import TOKEN_ENV_VAR, check_http_binding, check_origin
     from .server import create_server
 
     token = os.environ.get(TOKEN_ENV_VAR) or None
@@ -108,8 +149,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         point = None if args.operating_point is None else str(args.operating_point)
         options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs), operating_point=point)
         oauth = _oauth_options(args, token)
-        if args.transport == "streamable-http" and oauth is None:
-            check_http_binding(args.host, token)
+        if args.transport == "streamable-http":
+            if oauth is None:  # with OAuth every request needs an issuer's token, on any bind
+                check_http_binding(args.host, token)
+            for origin in args.allow_origins:
+                check_origin(origin)
         server = create_server(options, auth=oauth.server_kwargs() if oauth else None)
     except ValueError as e:
         parser.error(str(e))
@@ -117,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            anyio.run(_serve_http, server, options, args.host, args.port, token, oauth)
+            serve = partial(serve_http, server, options, args.host, args.port, token, prog=PROG, allowed_origins=args.allow_origins, oauth=oauth)
+            anyio.run(serve)
     except KeyboardInterrupt:
         return
     except BaseException as e:
@@ -150,42 +195,6 @@ def _oauth_options(args: argparse.Namespace, token: str | None) -> "OAuthOptions
         jwks_url=args.oauth_jwks_url,
         required_scopes=tuple(args.oauth_scopes),
     )
-
-
-async def _serve_http(
-    server, options: ServerOptions, host: str, port: int, token: str | None, oauth: "OAuthOptions | None" = None
-) -> None:
-    import uvicorn
-
-    from .security import TOKEN_ENV_VAR, BearerTokenMiddleware
-
-    app = server.streamable_http_app(host=host, max_request_body_size=options.max_http_body_bytes)
-    sock = _bind(host, port)  # before the model loads: a taken port fails at once
-    config = uvicorn.Config(
-        BearerTokenMiddleware(app, token) if token else app,
-        lifespan="off",  # the session manager's run() below is the lifespan
-        log_level=options.log_level.lower(),
-    )
-    async with server.session_manager.run():  # loads the model
-        shown = f"[{host}]" if ":" in host else host
-        if oauth is not None:
-            note = f"OAuth tokens from {oauth.issuer_url} required"
-        else:
-            note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
-        print(f"{PROG}: serving on http://{shown}:{sock.getsockname()[1]}/mcp ({note})", file=sys.stderr, flush=True)
-        await uvicorn.Server(config).serve(sockets=[sock])
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as e:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host") from e
-    return sock
 
 
 def _startup_error(e: BaseException) -> BaseException | None:

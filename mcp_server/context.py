@@ -21,7 +21,8 @@ from emotion_tool import EmotionRecognizer
 from emotion_tool.segmenter import StreamOptions
 
 from .auth import principal
-from .inference import InferenceQueue, ServerBusy
+from .inference import InferenceQueue, JobCancelled, ServerBusy
+from .journal import SessionJournal
 from .options import ServerOptions
 from .security import PathPolicy
 from .sessions import Session, SessionStore, SessionTrace
@@ -29,8 +30,8 @@ from .sessions import Session, SessionStore, SessionTrace
 __all__ = ["AppContext", "EmotionContext", "ModelLifespan", "state_of", "tool_errors"]
 
 # What a tool call can get wrong and the caller can fix (RequestError and AudioError are ValueErrors),
-# or retry (ServerBusy). Anything else is a bug and reaches the SDK as an internal error.
-TOOL_ERRORS: tuple[type[BaseException], ...] = (ValueError, ServerBusy)
+# or retry (ServerBusy, JobCancelled). Anything else is a bug and reaches the SDK as an internal error.
+TOOL_ERRORS: tuple[type[BaseException], ...] = (ValueError, ServerBusy, JobCancelled)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class AppContext:
     paths: PathPolicy
     sessions: SessionStore
     queue: InferenceQueue
+    journal: SessionJournal | None = None  # --session-dir: where sessions' readings are appended
     stream_options: StreamOptions = field(default_factory=StreamOptions)  # sample_rate set per session
 
 
@@ -123,7 +125,8 @@ class ModelLifespan:
             options=o,
             paths=self.paths,
             sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s, clock=self.clock),
-            queue=InferenceQueue(o.max_pending),
+            queue=InferenceQueue(o.max_pending, time_budget_s=o.time_budget_s),
+            journal=SessionJournal(o.session_dir) if o.session_dir is not None else None,
             stream_options=StreamOptions(min_confidence=recognizer.min_confidence),
         )
 
@@ -160,13 +163,38 @@ def trace_of(state: AppContext, session: Session) -> SessionTrace:
     )
 
 
-def progress_reporter(ctx: EmotionContext) -> Callable[[int, int], None]:
-    """A progress(done, total) callback for the worker thread that notifies the client."""
+@contextlib.asynccontextmanager
+async def progress_reporter(ctx: EmotionContext) -> AsyncIterator[Callable[[int, int], None]]:
+    """A progress(done, total) callback for the worker thread that notifies the client.
+
+    The worker never waits on the client: reports go through a small buffer to a task that sends
+    them, and a report that finds the buffer full is dropped (a later one supersedes it). A worker
+    blocked on a slow or departed client would hold the model.
+    """
+    send, receive = anyio.create_memory_object_stream[tuple[int, int]](16)
+
+    async def forward() -> None:
+        async with receive:
+            async for done, total in receive:
+                try:
+                    await ctx.report_progress(done, total, f"{done} of {total} windows read")
+                except Exception:  # a lost progress notification (client gone) must not fail the analysis
+                    pass
 
     def report(done: int, total: int) -> None:
         try:
-            anyio.from_thread.run(ctx.report_progress, done, total, f"{done} of {total} windows read")
-        except Exception:  # a lost progress notification (client gone) must not fail the analysis
+            anyio.from_thread.run_sync(send.send_nowait, (done, total))
+        except Exception:  # buffer full, or the loop is stopping: skip this report
             pass
 
-    return report
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(forward)
+        try:
+            yield report
+        except Exception as e:  # re-raised below as itself, not inside the task group's exception group
+            failure = e
+        finally:
+            send.close()
+    if failure is not None:
+        raise failure

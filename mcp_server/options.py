@@ -29,11 +29,23 @@ class ServerOptions:
     max_sessions: int = 16  # streaming sessions held at once (ended ones make room for new ones)
     session_idle_s: float = 300.0  # a session without a call for this long expires
     max_pending: int = 8  # model jobs admitted at once, the running one included; beyond: "busy"
+    session_dir: Path | None = None  # streaming sessions' readings are appended here as they are read; None: kept in memory only
+    time_budget_s: float | None = None  # a model call running longer is stopped at its next window; None: no budget
+    header_timeout_s: float = 10.0  # HTTP: a request's headers must arrive whole within this, else the connection closes
+    body_timeout_s: float = 60.0  # HTTP: a request's body must arrive whole within this, else 408
     log_level: LogLevel = "WARNING"  # the server's log on stderr (stdout carries the protocol over stdio)
     calibration: Path | None = None  # a calibration.json from `emotion-tool calibrate`; None: the network's own probabilities
 
     def __post_init__(self) -> None:
-        for name in ("max_duration_s", "max_request_mb", "max_chunk_s", "max_session_s", "session_idle_s"):
+        for name in (
+            "max_duration_s",
+            "max_request_mb",
+            "max_chunk_s",
+            "max_session_s",
+            "session_idle_s",
+            "header_timeout_s",
+            "body_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.operating_point is not None:
@@ -42,6 +54,8 @@ class ServerOptions:
             OperatingPoint.parse(self.operating_point)  # a bad name fails at start-up, not at the first call
         if self.max_sessions < 1 or self.max_pending < 1:
             raise ValueError(f"max_sessions and max_pending must be at least 1, got {self.max_sessions}, {self.max_pending}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive (or None for no budget), got {self.time_budget_s}")
 
     @property
     def max_request_chars(self) -> int:

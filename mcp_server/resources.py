@@ -5,6 +5,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
+from .auth import principal
 from .context import AppContext, EmotionContext, client_key, state_of, trace_of
 from .prompts import empathetic_reply_text
 from .security import RequestError
@@ -25,7 +26,10 @@ def session_trace(session_id: str, ctx: EmotionContext) -> str:
     try:
         session = state.sessions.get(session_id, client_key(ctx))
     except RequestError as e:
-        raise ResourceNotFoundError(str(e)) from e
+        recorded = state.journal.read(session_id, principal=principal()) if state.journal is not None else None  # see get_emotion_trace
+        if recorded is None:
+            raise ResourceNotFoundError(str(e)) from e
+        return recorded.model_dump_json(indent=2)
     return trace_of(state, session).model_dump_json(indent=2)
 
 

@@ -70,7 +70,8 @@ class PathPolicy:
 
 def read_file_bytes(real: Path, *, max_bytes: int, shown_as: str) -> bytes:
     """Reads a file checked by `PathPolicy.resolve`, refusing links swapped in since and oversized files."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    # Non-blocking: a FIFO without a writer would otherwise hang the open, and every caller queued behind it.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(real, flags)
     except FileNotFoundError as e:
@@ -80,7 +81,8 @@ def read_file_bytes(real: Path, *, max_bytes: int, shown_as: str) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise RequestError(f"{shown_as} is not a regular file; give an audio file")
+            raise RequestError(f"{shown_as} is not a regular file (a FIFO, device, socket or directory); give an audio file")
+        os.set_blocking(fd, True)
         if info.st_size > max_bytes:
             raise RequestError(
                 f"{shown_as} is {info.st_size / _MIB:.1f} MiB, over the limit of {max_bytes / _MIB:.1f} MiB; "
@@ -122,6 +124,20 @@ def check_http_binding(host: str, token: str | None) -> None:
             f"refusing to serve on {host} without a bearer token: anyone who can reach it could use it. "
             f"Set {TOKEN_ENV_VAR} (e.g. `export {TOKEN_ENV_VAR}=$(python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))')`), or serve on 127.0.0.1"
+        )
+
+
+def check_origin(origin: str) -> None:
+    """Refuses an --allow-origin value that a browser would never send.
+
+    Raises:
+        ValueError: not scheme://host[:port] with scheme http or https.
+    """
+    scheme, sep, authority = origin.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not authority or "/" in authority.rstrip("/"):
+        raise ValueError(
+            f"--allow-origin {origin}: give an origin as a browser sends it, scheme://host[:port] "
+            "(e.g. http://localhost:5173), without a path"
         )
 
 
@@ -179,3 +195,162 @@ async def _unauthorized(send: Send, *, missing: bool) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# --- Host and Origin (DNS rebinding) ----------------------------------------------------------------
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def host_of(value: str) -> str:
+    """The host part of a Host header or an origin's authority, lower-cased, brackets and port removed."""
+    value = value.strip().lower()
+    if value.startswith("["):  # [v6]:port
+        return value[1 : value.find("]")] if "]" in value else value
+    if value.count(":") == 1:  # name:port or v4:port
+        return value.partition(":")[0]
+    return value  # bare name, v4, or unbracketed v6
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def needs_host_check(host: str, tokened: bool) -> bool:
+    """Host and Origin are checked on loopback binds and on every bind without a token.
+
+    A page on another site can make a browser send requests to a loopback server (DNS rebinding,
+    or a plain cross-site POST); such requests name the other site in Host or Origin. `tokened`:
+    every request must carry a bearer token (a static one, or an OAuth issuer's).
+    """
+    return not tokened or is_loopback(host)
+
+
+class HostOriginMiddleware:
+    """ASGI middleware: refuses requests whose Host is not this machine (421) or whose Origin is foreign (403).
+
+    Host must name a loopback address (any of 127.0.0.0/8, ::1, localhost), the address the
+    server is bound to, or one of `server_names`, whatever its case or port. A request without
+    Origin (not from a browser) passes; one with Origin passes when the origin is on this machine,
+    names one of `server_names`, or is listed in `allowed_origins` (``scheme://host[:port]``, as
+    the browser sends it).
+    """
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        *,
+        bind_host: str,
+        allowed_origins: Sequence[str] = (),
+        check_host: bool = True,
+        server_names: Sequence[str] = (),
+    ):
+        self.app = app
+        self.bind_host = host_of(bind_host)
+        self.check_host = check_host  # False on a tokened public bind: its names are not known here, the token guards it
+        self.server_names = frozenset(host_of(n) for n in server_names)  # e.g. the public OAuth resource URL's host
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+
+    def _host_allowed(self, host: str) -> bool:
+        return host == self.bind_host or host in self.server_names or _is_loopback_name(host)
+
+    def _origin_allowed(self, origin: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        if origin in self.allowed_origins:
+            return True
+        scheme, sep, authority = origin.partition("://")
+        if not sep or scheme not in ("http", "https"):
+            return False
+        host = host_of(authority)
+        return host in self.server_names or (self.check_host and self._host_allowed(host))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {name.lower(): value for name, value in scope.get("headers", ())}
+        host = headers.get(b"host", b"").decode("latin-1")
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if self.check_host and (not host or not self._host_allowed(host_of(host))):
+            await _plain_error(send, 421, f"Host {host or '(none)'} is not this server; connect to it by a loopback address")
+            return
+        if origin and origin != "null" and not self._origin_allowed(origin):
+            await _plain_error(
+                send, 403, f"Origin {origin} may not call this server; restart it with --allow-origin {origin} to let it"
+            )
+            return
+        if origin == "null":  # sandboxed frames and file: pages
+            await _plain_error(send, 403, "Origin null may not call this server")
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyDeadlineMiddleware:
+    """ASGI middleware: a request body must arrive whole within `timeout_s` and `max_bytes`, else 408 or 413.
+
+    The body is read before the application sees the request, so a client that trickles its body
+    holds a connection for at most `timeout_s`, never a request handler.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, timeout_s: float, max_bytes: int):
+        self.app = app
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import anyio
+
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[dict[str, Any]] = []
+        size = 0
+        with anyio.move_on_after(self.timeout_s) as deadline:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                size += len(message.get("body", b""))
+                if size > self.max_bytes:
+                    await _plain_error(send, 413, f"request body over {self.max_bytes} bytes; send less audio per call")
+                    return
+                messages.append(message)
+                if not message.get("more_body", False):
+                    break
+        if deadline.cancelled_caught:
+            await _plain_error(send, 408, f"request body not received within {self.timeout_s:g} s")
+            return
+        replay = iter(messages)
+
+        async def replayed() -> dict[str, Any]:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+
+async def _plain_error(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def url_authority_host(url: str) -> str:
+    """The host of an http(s) URL, lower-cased, without brackets or port."""
+    return host_of(url.partition("://")[2].partition("/")[0].rpartition("@")[2])
+
+
+def url_host(host: str) -> str:
+    """`host` as it goes in a URL: IPv6 addresses bracketed once."""
+    bare = host.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare

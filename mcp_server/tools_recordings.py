@@ -9,9 +9,11 @@ from pydantic import Field
 
 from emotion_tool import EmotionAnalysis
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from emotion_tool.windows import MIN_HOP_S, MIN_TRACE_WINDOW_S
 
 from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, progress_reporter, state_of, tool_errors
+from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, AudioFormat, check_container, decode_base64, decode_pcm
 from .security import RequestError, read_file_bytes
 
@@ -41,8 +43,19 @@ PcmRate = Annotated[
     Field(description="Hz of raw PCM in audio_base64; files carry their own rate", ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE),
 ]
 TraceFlag = Annotated[bool, Field(description="Also read overlapping windows of window_s every hop_s (an emotion trace over time)")]
-WindowS = Annotated[float, Field(description="Trace window length, seconds (2 s is the model's fine-grained unit)", gt=0, le=30)]
-HopS = Annotated[float, Field(description="Trace hop between window starts, seconds", gt=0, le=30)]
+WindowS = Annotated[
+    float,
+    Field(description="Trace window length, seconds (2 s is the model's fine-grained unit)", ge=MIN_TRACE_WINDOW_S, le=30, allow_inf_nan=False),
+]
+HopS = Annotated[
+    float,
+    Field(
+        description="Trace hop between window starts, seconds; long recordings need longer hops (the reply says how long)",
+        ge=MIN_HOP_S,
+        le=30,
+        allow_inf_nan=False,
+    ),
+]
 
 
 async def analyze_emotion(
@@ -97,15 +110,19 @@ async def analyze_emotion(
                 def load() -> tuple[Any, int | None]:
                     return raw, None
 
-        progress = progress_reporter(ctx)
+        def work(job: Job) -> EmotionAnalysis:
+            def progress(done: int, total: int) -> None:
+                job.check(more_to_do=done < total)  # between windows: stop here if the caller went away, or take turns
+                report(done, total)
 
-        def work() -> EmotionAnalysis:
             audio, rate = load()
+            job.check()
             return state.recognizer.analyze(
                 audio, sample_rate=rate, options=analysis_options, name=name, progress=progress
             )
 
-        return await state.queue.run(work)
+        async with progress_reporter(ctx) as report:
+            return await state.queue.run(work)
 
 
 # (function, `add_tool` arguments) in the order the server lists them; the view draws the result.

@@ -13,7 +13,9 @@ from emotion_tool.results import UtteranceReading
 from emotion_tool.segmenter import UtteranceSegmenter
 
 from .app_view import ICONS, TOOL_UI_META
+from .auth import principal
 from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
+from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
 from .security import RequestError
 from .sessions import PushResult, Session, SessionStarted, SessionSummary, SessionTrace, summarize
@@ -56,6 +58,13 @@ async def start_emotion_session(
         except RequestError:
             raise
         await close_sessions(dropped)
+        if state.journal is not None:
+            journal, opener = state.journal, principal()
+            await anyio.to_thread.run_sync(
+                lambda: journal.start(
+                    session, model_id=state.recognizer.model_id, random_weights=state.recognizer.random_weights, principal=opener
+                )
+            )
     return SessionStarted(
         session_id=session.id,
         sample_rate=sample_rate,
@@ -93,11 +102,14 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
                 f"the limit of {o.max_session_s:g} s; end it with end_emotion_session and start a new one"
             )
 
-        def feed() -> list[UtteranceReading]:
+        def feed(job: Job) -> list[UtteranceReading]:
             if session.ended:  # end_emotion_session got its turn first
                 raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
             closed = session.segmenter.push(samples)
-            return session.read(state.recognizer, closed, min_confidence=state.stream_options.min_confidence)
+            readings = session.read(state.recognizer, closed, min_confidence=state.stream_options.min_confidence)
+            if state.journal is not None:  # recorded before the caller hears of them
+                state.journal.utterances(session.id, readings, received_s=(session.received + samples.shape[0]) / session.sample_rate)
+            return readings
 
         session.in_flight += 1
         try:
@@ -115,10 +127,23 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
 
 
 async def get_emotion_trace(ctx: EmotionContext, session_id: SessionId) -> SessionTrace:
-    """The session's readings so far: one per utterance, with time, label, probabilities and dimensions."""
+    """The session's readings so far: one per utterance, with time, label, probabilities and dimensions.
+
+    With a server started with --session-dir, the trace of an expired session, or of one from
+    before a restart, is read back from its file.
+    """
     state = state_of(ctx)
     with tool_errors():
-        return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
+        try:
+            return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
+        except RequestError:
+            # Not held (expired, or from before a restart): the session file still has its trace. The id,
+            # 128 random bits given only to the session's opener, is what lets the caller read it, and
+            # with OAuth the file is read back only for the principal that opened it.
+            recorded = state.journal.read(session_id, principal=principal()) if state.journal is not None else None
+            if recorded is None:
+                raise
+            return recorded
 
 
 async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> SessionSummary:
@@ -133,10 +158,13 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         if session.summary is not None:
             return session.summary
 
-        def finish() -> None:  # one job, so no push can slip in between
+        def finish(job: Job) -> None:  # one job, so no push can slip in between
             if session.ended:
                 return
-            session.read(state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence)
+            last = session.read(state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence)
+            if state.journal is not None:
+                state.journal.utterances(session.id, last, received_s=session.received_s)
+                state.journal.end(session.id, received_s=session.received_s)
             session.ended = True
 
         session.in_flight += 1

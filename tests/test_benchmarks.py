@@ -61,3 +61,17 @@ def test_batch_script_runs_on_a_tiny_network(tmp_path):
     report = json.loads(out.read_text())
     assert [r["workers"] for r in report["results"]] == [0, 1, 2, 1, 2]
     assert all(r["recordings"] == 2 and r["failed"] == 0 and r["audio_s"] > 1 for r in report["results"])
+
+
+def test_load_script_runs_clients_against_a_spawned_server(tmp_path):
+    """benchmarks/load.py end to end, briefly: every admitted call returns; a small queue answers some "busy"."""
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "load.py"), "--spawn", "--clients", "4", "--max-pending", "1", "--duration", "3", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("load-*.json")]
+    load = report["load"]
+    assert report["random_weights"] and load["clients"] == 4 and load["lost"] == 0 and load["errors"] == 0
+    assert load["every_admitted_call_returned"] and load["answered"] >= 1 and 0 <= load["busy_share"] <= 1
+    assert "RANDOM weights" in out.stdout

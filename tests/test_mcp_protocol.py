@@ -182,7 +182,8 @@ def oauth_url(issuer: Issuer, tiny_checkpoint: Path, speech_wav: Path, tmp_path_
     resource = f"http://127.0.0.1:{port}/mcp"
     log = tmp_path_factory.mktemp("oauth") / "server.log"
     args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(speech_wav.parent),
-            "--oauth-issuer", issuer.url, "--oauth-resource", resource]  # fmt: skip
+            "--oauth-issuer", issuer.url, "--oauth-resource", resource,
+            "--session-dir", str(tmp_path_factory.mktemp("sessions"))]  # fmt: skip
     with http_server(args, log, port=port) as url:
         assert url == resource
         yield url
@@ -236,6 +237,18 @@ async def test_oauth_sessions_belong_to_their_principal(oauth_url: str, issuer: 
     if mode != "legacy":  # stateless: a new connection with the same principal reaches the session again
         async with bearer(oauth_url, issuer.token(oauth_url, sub="alice"), mode) as again:
             assert not (await again.call_tool("get_emotion_trace", {"session_id": sid})).is_error
+    # The session file (--session-dir) is read back for its opener only, not for another principal.
+    async with bearer(oauth_url, issuer.token(oauth_url, sub="mallory"), mode) as mallory:
+        peek = await mallory.call_tool("get_emotion_trace", {"session_id": sid})
+        assert peek.is_error and "unknown session" in peek.content[0].text
+
+
+def test_oauth_server_checks_host_and_origin(oauth_url: str, issuer: Issuer):
+    """A valid token does not let a request naming another site through on a loopback bind."""
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {issuer.token(oauth_url)}"}
+    assert httpx2.post(oauth_url, json=request, headers={**headers, "Host": "evil.example"}, timeout=30).status_code == 421
+    assert httpx2.post(oauth_url, json=request, headers={**headers, "Origin": "http://evil.example"}, timeout=30).status_code == 403
 
 
 def test_oauth_flags_are_checked(tiny_checkpoint: Path):

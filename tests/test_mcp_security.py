@@ -197,7 +197,7 @@ async def test_queue_runs_one_at_a_time_and_refuses_beyond_its_bound():
     running, peak, order = [0], [0], []
     lock = threading.Lock()
 
-    def job(i):
+    def job(_job, i):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -211,7 +211,7 @@ async def test_queue_runs_one_at_a_time_and_refuses_beyond_its_bound():
 
     async def submit(i):
         try:
-            results[i] = await queue.run(job, i)
+            results[i] = await queue.run(lambda j: job(j, i))
         except ServerBusy as e:
             refused.append((i, str(e)))
 
@@ -224,7 +224,7 @@ async def test_queue_runs_one_at_a_time_and_refuses_beyond_its_bound():
     assert results == {0: 0, 1: 1} and order == [0, 1] and peak[0] == 1
     assert [i for i, _ in refused] == [2, 3] and "busy" in refused[0][1] and "retry" in refused[0][1]
     assert queue.pending == 0
-    assert await queue.run(lambda: "again") == "again"  # the queue recovers
+    assert await queue.run(lambda _job: "again") == "again"  # the queue recovers
 
 
 # --- the session store -------------------------------------------------------------------------------

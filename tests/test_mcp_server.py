@@ -144,7 +144,7 @@ async def test_bad_inputs_are_tool_errors_and_the_server_keeps_serving(client: C
         ({"audio_base64": b64(b"\x00\x01" * 100), "audio_format": "pcm_s16le"}, "sample_rate"),
         ({"audio_base64": b64(b"\x00\x01\x02"), "audio_format": "pcm_s16le", "sample_rate": 16000}, "whole number"),
         ({"audio_base64": b64(np.zeros(800, "<i2").tobytes()), "audio_format": "pcm_s16le", "sample_rate": 16000}, "too short"),
-        ({"audio_path": str(speech_wav), "window_s": 1.0, "hop_s": 0.0}, "greater than 0"),
+        ({"audio_path": str(speech_wav), "window_s": 1.0, "hop_s": 0.0}, "greater than or equal to 0.1"),
         ({"audio_path": str(speech_wav), "trace": True, "window_s": 40}, "less than or equal to 30"),
     ]
     for arguments, expected in cases:

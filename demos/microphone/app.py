@@ -65,7 +65,14 @@ class Session:
 def run(args: argparse.Namespace) -> int:
     plain = args.plain or not sys.stdout.isatty()
     if args.list_devices:
-        print(_import_sounddevice().query_devices())
+        devices = _import_sounddevice().query_devices()
+        if len(devices) == 0:
+            print(
+                "no audio devices found (PortAudio sees none: no sound card, or no access to it); "
+                "try the demo without a microphone: --input-file FILE"
+            )
+        else:
+            print(devices)
         return 0
     if args.threads is not None:
         import torch
