@@ -28,7 +28,7 @@ def main() -> None:
         source = Path(demos.__path__[0]) / (f"{m.name}/__init__.py" if m.ispkg else f"{m.name}.py")
         summary = (ast.get_docstring(ast.parse(source.read_text(encoding="utf-8"))) or "").split("\n")[0]
         command = COMMANDS.get(m.name, "")
-        print(f"  {command:<18} python -m demos.{m.name:<14} {summary}")
+        print(f"  {command:<20} python -m demos.{m.name:<14} {summary}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import numpy as np
 
 from emotion_tool.cli import run_command
 
+from ._framework import file_demo_parser, load_file_and_model
+
 try:
     from livekit import rtc
     from livekit.agents import Agent, llm
@@ -49,13 +51,7 @@ class Assistant(Agent):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("path", help="an audio file (wav, flac, ogg, mp3, ...)")
-    p.add_argument("--model", default=None, help="Hub id or checkpoint directory (default: $EMOTION_TOOL_MODEL or the published model)")
-    p.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--operating-point", default="published", help="'published' (default) or a fast point such as 'live'")
-    p.add_argument("--note-wait-s", type=float, default=2.0, help="longest the LLM waits for a reading still being computed (default 2)")
-    args = p.parse_args(argv)
+    args = file_demo_parser(PROG, __doc__).parse_args(argv)
     return run_command(PROG, lambda: asyncio.run(_run(args)))
 
 
@@ -63,16 +59,11 @@ async def _run(args: argparse.Namespace) -> int:
     if not HAVE_LIVEKIT:
         raise RuntimeError("this demo needs LiveKit Agents; pip install 'emotion-tool[livekit]'")
     from agents.prompts import NO_TRANSCRIPT
-    from emotion_tool import EmotionRecognizer, load_audio
-    from emotion_tool.integrations.listener import PerceptionOptions
     from emotion_tool.integrations.livekit import LiveKitEmotion
     from emotion_tool.integrations.note import is_turn_note
 
-    wav = load_audio(args.path)  # 16 kHz mono
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device, operating_point=args.operating_point)
-    if recognizer.random_weights:
-        print("note: this checkpoint has random weights; its readings mean nothing")
-    emotion = LiveKitEmotion(recognizer, options=PerceptionOptions(note_wait_s=args.note_wait_s))
+    wav, recognizer, options = load_file_and_model(args)
+    emotion = LiveKitEmotion(recognizer, options=options)
     agent = Assistant(emotion)
     chat = llm.ChatContext()
     chat.add_message(role="system", content="You are a helpful voice assistant.")
