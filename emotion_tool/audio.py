@@ -182,7 +182,7 @@ def _check_header(frames: int, channels: int, sr: int, name: str, max_duration_s
         )
     if channels > _MAX_CHANNELS:
         raise AudioError("type", f"{name} has {channels} channels, over {_MAX_CHANNELS}; mix it down to mono first")
-    if max_duration_s is None or frames <= 0:
+    if max_duration_s is None or math.isinf(max_duration_s) or frames <= 0:  # inf: no limit
         return
     if frames / sr > max_duration_s:
         raise _too_long(name, frames / sr, max_duration_s)

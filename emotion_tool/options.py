@@ -34,7 +34,7 @@ class AnalysisOptions:
     hop_s: float = 1.0  # trace hop, seconds
     max_window_s: float = 30.0  # longer audio is split at pauses into windows of at most this many seconds
     min_duration_s: float = 0.5  # shorter audio is refused as too short to judge
-    max_duration_s: float = 3600.0  # longer audio is refused before decoding
+    max_duration_s: float = 3600.0  # longer audio is refused before decoding; inf: no limit
     min_confidence: float | None = None  # readings whose top probability is below this are flagged uncertain; None: a loaded calibration's fitted threshold, else 0.5
     min_speech_ratio: float = 0.25  # trace windows with less speech are marked non-speech and not read
     batch_size: int | None = None  # windows per forward pass; None: 1 on the CPU (bigger batches of 30-s windows only thrash its caches: benchmarks/speed.py), 8 on a GPU

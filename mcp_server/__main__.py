@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a directory whose audio files analyze_emotion may read (repeatable); without it, no file is read",
     )
     p.add_argument(
-        "--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, metavar="S", help="longest recording, seconds (default: %(default)g)"
+        "--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, metavar="S", help="longest recording, seconds; inf for no limit (default: %(default)g)"
     )
     p.add_argument(
         "--max-request-mb",

@@ -22,7 +22,7 @@ class ServerOptions:
     dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "float16" or "bfloat16"
     operating_point: str | None = None  # None or "published": reproduces the model; "live": the recommended point for live sessions on a CPU; any name of emotion_tool.operating_point
     allow_dirs: tuple[Path, ...] = ()  # directories audio_path may read from; none: no file is read
-    max_duration_s: float = 600.0  # longest recording analyze_emotion takes, seconds
+    max_duration_s: float = 600.0  # longest recording analyze_emotion takes, seconds; inf: no limit
     max_request_mb: float = 16.0  # largest base64 payload (audio_base64, chunk_base64) or file, MiB
     max_chunk_s: float = 10.0  # longest chunk push_audio takes, seconds
     max_session_s: float = 3600.0  # audio one streaming session may receive in all, seconds

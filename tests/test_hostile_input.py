@@ -153,3 +153,34 @@ def test_cli_gives_one_line_when_an_output_cannot_be_written(tiny_checkpoint, sp
     out = run("analyze", speech_wav, "--model", tiny_checkpoint, "--trace", "--plot", taken)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("emotion-tool: error:"), out.stderr
+
+
+@pytest.mark.parametrize("limit", [float("inf"), float("1e400")])
+def test_an_infinite_duration_limit_means_no_limit(wide_flac: Path, limit: float):
+    wav = load_audio(wide_flac, max_duration_s=limit)  # the header's size check has no limit to scale
+    assert wav.shape == (160000,)
+
+
+@pytest.mark.parametrize("limit", ["inf", "1e400"])
+def test_cli_reads_a_file_with_no_duration_limit(tiny_checkpoint, speech_wav, limit: str):
+    out = run("analyze", speech_wav, "--model", tiny_checkpoint, "--max-duration", limit, "--format", "json")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert '"summary"' in out.stdout
+
+
+def test_mcp_server_reads_a_file_with_no_duration_limit(tiny_checkpoint, speech_wav):
+    from mcp import Client
+
+    from mcp_server import ServerOptions, create_server
+
+    options = ServerOptions(model=str(tiny_checkpoint), device="cpu", allow_dirs=(speech_wav.parent,), max_duration_s=float("inf"))
+
+    async def main():
+        async with Client(create_server(options)) as c:
+            return await c.call_tool("analyze_emotion", {"audio_path": str(speech_wav)})
+
+    import anyio
+
+    result = anyio.run(main)
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content["summary"]["label"]
