@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .options import ECE_BINS, CalibrationOptions
 from .results import CalibrationNote
@@ -323,12 +323,25 @@ def load_calibration(source: "str | os.PathLike | Calibration") -> tuple[Calibra
     path = Path(source).expanduser()
     if path.is_dir() and (path / CALIBRATION_FILE).is_file():
         path = path / CALIBRATION_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"calibration {path} does not exist; write one with `emotion-tool calibrate MANIFEST --model ...`")
+    from .audio import AudioError, open_regular_file
+
     try:
-        return Calibration.model_validate_json(path.read_bytes()), path.name
-    except ValueError as e:
-        raise ValueError(f"{path} is not an emotion-tool calibration file ({e}); write one with `emotion-tool calibrate`") from e
+        with open_regular_file(path) as f:  # a FIFO or device is refused by its type, without blocking
+            data = f.read()
+    except AudioError as e:
+        if e.problem == "type":
+            raise ValueError(f"calibration {path} is not a regular file; give the calibration.json that `emotion-tool calibrate` wrote") from e
+        raise ValueError(f"calibration {path} cannot be read; check its permissions") from e
+    try:
+        return Calibration.model_validate_json(data), path.name
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'the file'}: {' '.join(err['msg'].split())}" for err in e.errors()[:3])
+        more = f" (and {e.error_count() - 3} more)" if e.error_count() > 3 else ""
+        raise ValueError(
+            f"{path} is not an emotion-tool calibration file ({problems}{more}); write one with `emotion-tool calibrate`"
+        ) from e
 
 
 def same_model(fitted: str, loaded: str) -> bool:

@@ -184,3 +184,37 @@ def test_mcp_server_reads_a_file_with_no_duration_limit(tiny_checkpoint, speech_
     result = anyio.run(main)
     assert not result.is_error, result.content[0].text
     assert result.structured_content["summary"]["label"]
+
+
+def test_a_calibration_that_is_not_a_regular_file_is_refused_by_type(tmp_path: Path):
+    from emotion_tool.calibration import load_calibration
+
+    fifo = tmp_path / "calibration.json"
+    os.mkfifo(fifo)
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    for special in (fifo, empty_dir):
+        error = _in_thread(lambda: load_calibration(special))
+        assert isinstance(error, ValueError) and "not a regular file" in str(error) and "does not exist" not in str(error), error
+
+
+def test_a_bad_calibration_file_is_one_line(tiny_checkpoint, tmp_path: Path):
+    from emotion_tool.calibration import load_calibration
+
+    for text in ('{"temperature": "warm"}', "not json at all", "[]"):
+        bad = tmp_path / "calibration.json"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match="is not an emotion-tool calibration file") as e:
+            load_calibration(bad)
+        assert "\n" not in str(e.value) and "emotion-tool calibrate" in str(e.value), str(e.value)
+    # emotion-mcp loads it at start-up: one line on stderr, no traceback.
+    script = Path(sys.executable).with_name("emotion-mcp")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "mcp_server"]
+    done = subprocess.run(
+        command + ["--model", str(tiny_checkpoint), "--device", "cpu", "--calibration", str(bad)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=HANG_BOUND_S * 3,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not an emotion-tool calibration file" in lines[0], done.stderr
