@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .server import create_server
 
     token = os.environ.get(TOKEN_ENV_VAR) or None
+    _log_to_stderr(args.log_level)
     try:
         point = None if args.operating_point is None else str(args.operating_point)
         options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs), operating_point=point)
@@ -171,6 +172,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         print(f"{PROG}: {found}", file=sys.stderr)
         sys.exit(1)
+
+
+def _log_to_stderr(level: str) -> None:
+    """One line per log record on stderr (stdout carries the protocol over stdio), whatever the terminal's width.
+
+    Set before the server is built: the SDK's own Rich handler then stays out, as it would wrap a
+    record at the terminal's width and a log read line by line would see half-records.
+    """
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def _oauth_options(args: argparse.Namespace, token: str | None) -> "OAuthOptions | None":

@@ -49,7 +49,7 @@ def served(args: list[str], log: Path, *, host: str = "127.0.0.1", **env: str) -
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env=server_env(COLUMNS="400", **env),  # one log record a line
+            env={k: v for k, v in server_env(**env).items() if k != "COLUMNS"},  # the default width: records must not wrap
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -247,6 +247,9 @@ def test_a_short_call_is_served_during_a_long_trace_and_a_departed_client_frees_
             time.sleep(0.1)
         text = log.read_text()
         assert "Traceback" not in text, text
+        # One disconnect, one log line, at the default terminal width.
+        lines = [line for line in text.splitlines() if "stopped a model call" in line or "the caller went away" in line]
+        assert len(lines) == 1 and lines[0].endswith("stopped a model call at its next window: the caller went away"), text
 
 
 def test_bounds_on_trace_work_are_tool_errors_that_say_the_fix(tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
