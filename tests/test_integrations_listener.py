@@ -20,18 +20,35 @@ def pcm16(wav: np.ndarray) -> bytes:
     return np.round(np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
 
 
+def save_test_calibration(recognizer, path):
+    """A calibration.json for `recognizer` (temperature 0.5), as `emotion-tool calibrate` writes one."""
+    from emotion_tool.calibration import CalibrationOptions, FittedOn, fit_calibration
+
+    k = len(recognizer.labels)
+    fitted = fit_calibration(
+        np.zeros((2, k)), [0, 1], label_names=recognizer.labels, model_id=recognizer.model_id,
+        operating_point=recognizer.operating_point(), random_weights=recognizer.random_weights,
+        options=CalibrationOptions(target_precision=None),
+        fitted_on=FittedOn(manifest="dev.csv", sha256="0" * 64, items=2, segments=2, protocols=["utterances"], per_class={}),
+    )  # fmt: skip
+    return fitted.model_copy(update={"temperature": 0.5}).save(path)
+
+
 class HeldRecognizer:
     """Wraps the real recognizer; each reading waits until the test lets it go (to make analysis fall behind)."""
 
     def __init__(self, recognizer):
         self._rec = recognizer
         self.random_weights = recognizer.random_weights
+        self.min_confidence = recognizer.min_confidence
         self.go = threading.Event()
+        self.waiting = threading.Event()  # a reading has begun and waits for `go`
 
     def operating_point(self):
         return self._rec.operating_point()
 
     def classify_batch(self, waveforms, *, min_confidence=None):
+        self.waiting.set()
         self.go.wait()
         return self._rec.classify_batch(waveforms, min_confidence=min_confidence)
 
@@ -118,3 +135,49 @@ def test_the_note_takes_its_advice_from_the_empathy_rulebook():
     test_model = turn_note(angry, random_weights=True)
     assert "random test weights" in test_model and reply_advice(angry.reading) not in test_model
     assert not is_turn_note("How can I help?") and not is_turn_note(None)
+
+
+def test_async_close_waits_for_the_worker_off_the_loop(recognizer):
+    """`aclose` while the worker is in the middle of a reading: the loop runs on (here it lets the
+    reading finish) instead of blocking in the join until it gives up."""
+    held = HeldRecognizer(recognizer)
+
+    async def main():
+        listener = TurnListener(held)
+        listener.bind()  # its warm-up reading now waits on the gate: the worker is busy
+        assert await asyncio.to_thread(held.waiting.wait, 60)
+        closing = asyncio.create_task(listener.aclose())
+        await asyncio.sleep(0.05)  # a join on the loop would hold this sleep until it gave up (30 s)
+        ran_while_closing = not closing.done() and listener._thread.is_alive()
+        held.go.set()
+        await asyncio.wait_for(closing, 60)
+        return ran_while_closing, listener._thread.is_alive()
+
+    try:
+        ran_while_closing, alive = asyncio.run(main())
+    finally:
+        held.go.set()
+    assert ran_while_closing and not alive
+
+
+def test_a_turn_of_several_utterances_reads_as_their_duration_weighted_aggregate(recognizer):
+    from mcp_server.sessions import summarize
+
+    from emotion_tool.integrations.note import turn_reading
+
+    def utterance(label, index, start_s, end_s):  # a reading over all the model's labels, mostly `label`
+        probs = {name: (0.7 if name == label else 0.3 / (len(recognizer.labels) - 1)) for name in recognizer.labels}
+        r = EmotionReading.from_outputs(
+            list(probs.values()), (0.3, 0.6, 0.5), labels=recognizer.labels, start_s=start_s, end_s=end_s, min_confidence=0.5
+        )
+        return UtteranceReading(index=index, start_s=start_s, end_s=end_s, reading=r, latency_s=0.1 * (index + 1))
+
+    short, long = utterance("angry", 0, 0.0, 0.5), utterance("sad", 1, 1.0, 4.0)
+    assert turn_reading([], min_confidence=0.5) is None
+    assert turn_reading([long], min_confidence=0.5) is long  # one utterance: its own reading, untouched
+    both = turn_reading([short, long], min_confidence=0.5)
+    expected, _ = summarize([short, long], labels=list(long.reading.probabilities), min_confidence=0.5)
+    assert both.reading == expected and both.reading.label == "sad"  # the long utterance weighs more
+    assert (both.index, both.start_s, both.end_s, both.latency_s) == (0, 0.0, 4.0, long.latency_s)
+    note = turn_note(both, utterances=2)
+    assert "turn (2 utterances over 4.0 s)" in note and expected.describe() in note

@@ -11,7 +11,8 @@ import soundfile as sf
 pytest.importorskip("livekit.agents", reason="install the livekit extra: pip install 'emotion-tool[livekit]'")
 
 from livekit import rtc  # noqa: E402
-from livekit.agents import Agent, llm  # noqa: E402
+from livekit.agents import Agent, AgentSession, APIConnectOptions, llm, stt  # noqa: E402
+from livekit.agents.voice import io as voice_io  # noqa: E402
 
 from emotion_tool.integrations.livekit import LiveKitEmotion  # noqa: E402
 from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note  # noqa: E402
@@ -137,3 +138,81 @@ def test_a_turn_without_speech_gets_no_note(recognizer):
     reading, ctx, msg = asyncio.run(main())
     assert reading is None and "emotion" not in msg.extra
     assert not any(is_turn_note(m.text_content) for m in ctx.messages())
+
+
+class ConsumingSTT(stt.STT):
+    """Stands for a streaming STT service (a real one needs the network): takes the audio, says nothing."""
+
+    def __init__(self):
+        super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=False))
+
+    async def _recognize_impl(self, buffer, *, language=None, conn_options=None):
+        raise NotImplementedError("streaming only")
+
+    def stream(self, *, language=None, conn_options=APIConnectOptions()):
+        return _ConsumingStream(stt=self, conn_options=conn_options)
+
+
+class _ConsumingStream(stt.RecognizeStream):
+    async def _run(self):
+        async for _ in self._input_ch:
+            pass
+
+
+class FileInput(voice_io.AudioInput):
+    """The session's audio input: the frames given, then nothing more."""
+
+    def __init__(self, frames):
+        super().__init__(label="file")
+        self._frames = list(frames)
+
+    async def __anext__(self):
+        if not self._frames:
+            await asyncio.sleep(3600)  # a microphone that went quiet
+        await asyncio.sleep(0.001)
+        return self._frames.pop(0)
+
+
+class TeeingAssistant(Assistant):
+    """The README's agent: `stt_node` tees the user's audio on its way to the STT."""
+
+    def stt_node(self, audio, model_settings):
+        return Agent.default.stt_node(self, self.emotion.tee(audio), model_settings)
+
+
+def test_the_agents_stt_node_tees_the_audio_in_a_running_session(tiny_checkpoint, recognizer, sentences_wav, tmp_path):
+    """A real AgentSession calls the Agent's stt_node with the user's audio; the plugin reads it (with a calibration, named)."""
+    from emotion_tool import EmotionRecognizer
+
+    from test_integrations_listener import save_test_calibration
+
+    calibrated = EmotionRecognizer.from_pretrained(
+        tiny_checkpoint, device="cpu", calibration=save_test_calibration(recognizer, tmp_path / "cal.json")
+    )
+    frames = [f for piece in sentence_frames(sentences_wav, 1) for f in piece]
+    total_s = sum(f.samples_per_channel for f in frames) / RATE
+
+    async def main():
+        emotion = LiveKitEmotion(calibrated)
+        session = AgentSession(stt=ConsumingSTT())
+        session.input.audio = FileInput(frames)
+        await session.start(TeeingAssistant(emotion))
+        try:
+            async with asyncio.timeout(120):
+                while emotion._listener.fed_s < total_s - 0.05:  # every frame has come through stt_node
+                    await asyncio.sleep(0.05)
+        finally:
+            await session.aclose()
+        message = llm.ChatMessage(role="user", content=["..."])
+        reading = await emotion.on_user_turn_completed(llm.ChatContext(), message)
+        await emotion.aclose()
+        return emotion, reading, message
+
+    emotion, reading, message = asyncio.run(main())
+    _, bounds = sentences_wav
+    assert len(emotion.trace) == len(SENTENCES)  # each sentence read, from the audio the session handed stt_node
+    for u, (start_s, end_s) in zip(emotion.trace, bounds):
+        assert u.start_s < start_s + 0.3 and u.end_s > end_s - 0.3, (u, start_s, end_s)
+    assert message.extra["emotion"]["utterances"] == len(SENTENCES) and reading.start_s == emotion.trace[0].start_s
+    assert message.extra["emotion"]["calibration"] == calibrated.info().calibration.model_dump(mode="json")
+    assert message.extra["emotion"]["calibration"]["source"] == "cal.json"

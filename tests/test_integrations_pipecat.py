@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from pipecat.frames.frames import (  # noqa: E402
     InputAudioRawFrame,
     LLMContextFrame,
     TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
@@ -39,6 +42,7 @@ from emotion_tool.integrations.pipecat import EmotionPerceiver, EmotionReadingFr
 from helpers import SENTENCES  # noqa: E402
 
 FRAME_S = 0.02  # 20-ms frames, what transports send
+HANG_S = 240  # a pipeline that waits on something that never comes fails instead of hanging the suite
 
 
 def audio_frames(wav, rate: int, channels: int) -> list[InputAudioRawFrame]:
@@ -90,22 +94,63 @@ class ScriptedSTT(FrameProcessor):
 class RecordingLLM(FrameProcessor):
     """Stands for an LLM service: keeps a copy of the messages of every context it is asked to answer."""
 
-    def __init__(self):
+    def __init__(self, on_run=None):
         super().__init__()
         self.runs: list[list[dict]] = []
+        self._on_run = on_run
 
     async def process_frame(self, frame, direction):
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMContextFrame):
             self.runs.append(copy.deepcopy(frame.context.messages))
+            if self._on_run is not None:
+                self._on_run()
         await self.push_frame(frame, direction)
 
 
-def run_pipeline(recognizer, sentences_wav, *, turns: str):
-    """transport audio → perceiver → STT → tagger → user aggregator (Pipecat's VAD and turns) → note → LLM."""
-    perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns=turns, note_wait_s=5.0))
+class Recorder(FrameProcessor):
+    """Notes what the next processor sees, at the moment it sees it: each transcription's reading, and the audio."""
+
+    def __init__(self, on_audio=None):
+        super().__init__()
+        self.tags: list[object] = []  # metadata["emotion"] of each transcription as it arrived
+        self.audio: list[InputAudioRawFrame] = []
+        self._on_audio = on_audio
+
+    async def process_frame(self, frame, direction):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TranscriptionFrame):
+            self.tags.append(frame.metadata.get("emotion"))
+        elif isinstance(frame, InputAudioRawFrame):
+            self.audio.append(frame)
+            if self._on_audio is not None:
+                self._on_audio(self)
+        await self.push_frame(frame, direction)
+
+
+class HeldRecognizer:
+    """Wraps the real recognizer; each reading waits until the test lets it go (a recognizer slower than speech)."""
+
+    def __init__(self, recognizer):
+        self._rec = recognizer
+        self.random_weights = recognizer.random_weights
+        self.min_confidence = recognizer.min_confidence
+        self.go = threading.Event()
+
+    def operating_point(self):
+        return self._rec.operating_point()
+
+    def classify_batch(self, waveforms, *, min_confidence=None):
+        self.go.wait()
+        return self._rec.classify_batch(waveforms, min_confidence=min_confidence)
+
+
+def run_pipeline(recognizer, sentences_wav, *, turns: str, note_wait_s: float = 5.0, recorder=None, llm=None, gaps_s: float = 1.5):
+    """transport audio → perceiver → STT → tagger → (recorder) → user aggregator (Pipecat's VAD and turns) → note → LLM."""
+    perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns=turns, note_wait_s=note_wait_s))
     stt = ScriptedSTT(SENTENCES)
-    llm = RecordingLLM()
+    llm = llm or RecordingLLM()
+    recorder = recorder or Recorder()
     context = LLMContext(messages=[{"role": "system", "content": "You are a helpful voice assistant."}])
     user = LLMUserAggregator(
         context,
@@ -114,7 +159,7 @@ def run_pipeline(recognizer, sentences_wav, *, turns: str):
             user_turn_strategies=UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.3)]),
         ),
     )
-    pipeline = Pipeline([perceiver, stt, perceiver.transcript_tagger(), user, perceiver.context_note(), llm])
+    pipeline = Pipeline([perceiver, stt, perceiver.transcript_tagger(), recorder, user, perceiver.context_note(), llm])
     sent: list[InputAudioRawFrame] = []
     to_send = []
     for piece in sentence_frames(sentences_wav):
@@ -122,14 +167,14 @@ def run_pipeline(recognizer, sentences_wav, *, turns: str):
         # As a transport does: in real time (the turn strategies time the end of a turn on the wall clock).
         for f in piece:
             to_send += [f, SleepFrame(sleep=FRAME_S)]
-        to_send.append(SleepFrame(sleep=1.5))  # the bot's turn: the reading has time to come before the user speaks again
-    down, _ = asyncio.run(run_test(pipeline, frames_to_send=to_send))
-    return perceiver, stt, llm, context, sent, down
+        to_send.append(SleepFrame(sleep=gaps_s))  # the bot's turn: the reading has time to come before the user speaks again
+    down, _ = asyncio.run(asyncio.wait_for(run_test(pipeline, frames_to_send=to_send), timeout=HANG_S))
+    return perceiver, stt, llm, context, sent, down, recorder
 
 
 @pytest.mark.parametrize("turns", ["segmenter", "auto"])
 def test_pipeline_reads_each_utterance_passes_audio_and_notes_the_llm(recognizer, sentences_wav, turns):
-    perceiver, stt, llm, context, sent, down = run_pipeline(recognizer, sentences_wav, turns=turns)
+    perceiver, stt, llm, context, sent, down, recorder = run_pipeline(recognizer, sentences_wav, turns=turns)
 
     # Every audio frame reaches the end of the pipeline: the same frames, unchanged, in order.
     passed = [f for f in down if isinstance(f, InputAudioRawFrame)]
@@ -150,7 +195,8 @@ def test_pipeline_reads_each_utterance_passes_audio_and_notes_the_llm(recognizer
     assert len(perceiver.stats.latencies_s) == 3
     assert perceiver.stats.turns == ("pipeline" if turns == "auto" else "segmenter")  # auto follows Pipecat's turns
 
-    # Each transcription carries the reading of its own utterance.
+    # Each transcription carries the reading of its own utterance, already when the next processor gets it.
+    assert recorder.tags == [f.utterance for f in readings]
     assert [t.metadata.get("emotion") for t in stt.sent] == [f.utterance for f in readings]
 
     # The LLM ran once per turn, with exactly one note: this turn's reading; earlier notes are gone.
@@ -197,3 +243,116 @@ def test_no_note_without_a_reading_and_stale_notes_are_dropped(recognizer):
     )
     asyncio.run(run_test(Pipeline([perceiver, perceiver.context_note(), llm]), frames_to_send=[LLMContextFrame(context=context)]))
     assert llm.runs == [[{"role": "user", "content": "hello"}, {"role": "user", "content": "typed, not spoken"}]]
+
+
+def _turn_frames(piece):
+    """One spoken user turn as the user aggregator announces it (turns="pipeline")."""
+    return [UserStartedSpeakingFrame(), *piece, UserStoppedSpeakingFrame()]
+
+
+def test_a_slow_recognizer_holds_back_no_audio(recognizer, sentences_wav):
+    """Readings gated until every audio frame has gone through: the frames still pass, in order, and no
+    transcription or LLM run is tagged with a reading that is not its own (they get none)."""
+    held = HeldRecognizer(recognizer)
+    total = sum(len(piece) for piece in sentence_frames(sentences_wav))
+
+    def on_audio(recorder):  # lets the readings go once all the audio has reached the aggregator
+        if len(recorder.audio) == total:
+            held.go.set()
+
+    try:
+        perceiver, _, llm, _, sent, down, recorder = run_pipeline(
+            held, sentences_wav, turns="auto", note_wait_s=0.3, recorder=Recorder(on_audio), gaps_s=1.0
+        )
+    finally:
+        held.go.set()
+    assert [f.id for f in recorder.audio] == [f.id for f in sent]  # all of it, in order, while no reading could be made
+    assert [f.id for f in down if isinstance(f, InputAudioRawFrame)] == [f.id for f in sent]
+    assert recorder.tags == [None] * len(SENTENCES)  # no reading was ready in time: none, never an earlier one
+    assert len(llm.runs) == len(SENTENCES) and not any(is_turn_note(m.get("content")) for run in llm.runs for m in run)
+    assert len(perceiver.trace) == len(SENTENCES)  # the readings came in the end (read at the EndFrame)
+
+
+def test_the_llm_runs_without_a_note_while_its_reading_is_held_and_gets_no_stale_one(recognizer, sentences_wav):
+    held = HeldRecognizer(recognizer)
+    perceiver = EmotionPerceiver(held, options=PerceptionOptions(turns="pipeline", note_wait_s=0.2))
+    context = LLMContext(messages=[{"role": "user", "content": SENTENCES[0]}])
+
+    def on_run():
+        if len(llm.runs) == 1:  # the first turn's LLM run came while its reading was held: now let it go
+            held.go.set()
+            context.add_message({"role": "assistant", "content": "I see."})
+            context.add_message({"role": "user", "content": "typed, not spoken"})
+
+    llm = RecordingLLM(on_run)
+    first = sentence_frames(sentences_wav)[0]
+    frames = [*_turn_frames(first), LLMContextFrame(context=context), SleepFrame(sleep=2.0), LLMContextFrame(context=context)]
+    try:
+        asyncio.run(asyncio.wait_for(run_test(Pipeline([perceiver, perceiver.context_note(), llm]), frames_to_send=frames), HANG_S))
+    finally:
+        held.go.set()
+    assert len(llm.runs) == 2
+    assert not any(is_turn_note(m.get("content")) for run in llm.runs for m in run)  # held: none; next turn: not the late one
+    assert len(perceiver.trace) == 1  # the held reading did come, between the two runs
+
+
+def test_a_second_llm_run_in_the_same_turn_keeps_the_turns_note(recognizer, sentences_wav):
+    """After a function call the LLM runs again on the same user turn: the note stays until the next turn."""
+    perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns="pipeline", note_wait_s=10.0))
+    context = LLMContext(messages=[{"role": "user", "content": SENTENCES[0]}])
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+
+    def on_run():
+        if len(llm.runs) == 1:  # the LLM asks for a function; its result goes in, and the LLM runs again
+            context.add_message({"role": "assistant", "content": None, "tool_calls": [call]})
+            context.add_message({"role": "tool", "tool_call_id": "call_1", "content": "12:00"})
+        elif len(llm.runs) == 2:
+            context.add_message({"role": "assistant", "content": "It is noon."})
+            context.add_message({"role": "user", "content": SENTENCES[1]})
+
+    llm = RecordingLLM(on_run)
+    first, second, _ = sentence_frames(sentences_wav)
+    frames = [
+        *_turn_frames(first), LLMContextFrame(context=context), SleepFrame(sleep=0.5), LLMContextFrame(context=context),
+        SleepFrame(sleep=0.5), *_turn_frames(second), LLMContextFrame(context=context),
+    ]  # fmt: skip
+    asyncio.run(asyncio.wait_for(run_test(Pipeline([perceiver, perceiver.context_note(), llm]), frames_to_send=frames), HANG_S))
+    assert len(llm.runs) == 3 and len(perceiver.trace) == 2
+    notes = [[m["content"] for m in run if is_turn_note(m.get("content"))] for run in llm.runs]
+    assert [len(n) for n in notes] == [1, 1, 1]
+    assert notes[0] == notes[1] and perceiver.trace[0].reading.describe() in notes[1][0]
+    assert perceiver.trace[1].reading.describe() in notes[2][0]
+
+
+def test_a_turn_of_several_utterances_gets_one_note_for_all_of_them(recognizer, sentences_wav):
+    """Two sentences with a pause the segmenter cuts at, in one turn: the note combines both readings."""
+    from mcp_server.sessions import summarize
+
+    perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns="segmenter", note_wait_s=10.0))
+    context = LLMContext(messages=[{"role": "user", "content": " ".join(SENTENCES[:2])}])
+    llm = RecordingLLM()
+    first, second, _ = sentence_frames(sentences_wav)
+    frames = [*first, *second, SleepFrame(sleep=1.0), LLMContextFrame(context=context)]
+    asyncio.run(asyncio.wait_for(run_test(Pipeline([perceiver, perceiver.context_note(), llm]), frames_to_send=frames), HANG_S))
+    assert len(perceiver.trace) == 2
+    combined, _ = summarize(perceiver.trace, labels=recognizer.labels, min_confidence=recognizer.min_confidence)
+    (note,) = [m["content"] for m in llm.runs[0] if is_turn_note(m.get("content"))]
+    assert f"turn (2 utterances over {perceiver.trace[1].end_s - perceiver.trace[0].start_s:.1f} s)" in note
+    assert combined.describe() in note
+
+
+def test_readings_name_the_calibration_they_went_through(tiny_checkpoint, recognizer, sentences_wav, tmp_path):
+    from emotion_tool import EmotionRecognizer
+
+    from test_integrations_listener import save_test_calibration
+
+    path = save_test_calibration(recognizer, tmp_path / "cal.json")
+    calibrated = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", calibration=path)
+    note = calibrated.info().calibration
+    assert note is not None and note.source == "cal.json"
+    frames = sentence_frames(sentences_wav)[0]
+    for rec, expected in ((calibrated, note), (recognizer, None)):
+        perceiver = EmotionPerceiver(rec)
+        down, _ = asyncio.run(asyncio.wait_for(run_test(perceiver, frames_to_send=frames), HANG_S))
+        (reading,) = [f for f in down if isinstance(f, EmotionReadingFrame)]
+        assert reading.calibration == expected

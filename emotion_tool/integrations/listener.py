@@ -31,7 +31,7 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
-from ..results import EmotionReading, UtteranceReading
+from ..results import CalibrationNote, EmotionReading, UtteranceReading
 from ..segmenter import StreamOptions, UtteranceSegmenter
 from ..streaming import read_utterance
 
@@ -40,6 +40,9 @@ __all__ = ["TurnListener", "PerceptionOptions", "ListenerStats"]
 log = logging.getLogger("emotion_tool.integrations")
 
 TurnSource = Literal["auto", "segmenter", "pipeline"]
+
+_JOIN_TIMEOUT_S = 30.0  # longest a close waits for the worker to finish the reading in hand
+_RECENT_READINGS = 64  # final readings kept for the transcriptions that ask which one is theirs
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class _Recognizer(Protocol):
     """What the listener needs of a recognizer (an `EmotionRecognizer`, or a wrapper around one)."""
 
     random_weights: bool
+    min_confidence: float  # the uncertain threshold its readings use unless the stream options set one
 
     def classify_batch(self, waveforms: Sequence[np.ndarray], *, min_confidence: float | None = None) -> list[EmotionReading]: ...
 
@@ -98,7 +102,8 @@ class _Recognizer(Protocol):
 class TurnListener:
     """Reads the user's utterances from audio frames fed on an asyncio loop; analysis runs on its own thread.
 
-    Call `bind` from the loop before feeding (the plugins do it on their start event), `close` at the end.
+    Call `bind` from the loop before feeding (the plugins do it on their start event), and at the end
+    `aclose` (or `close` outside async code: it waits for the worker where it is called).
     All other methods are called from that loop. `on_reading(reading)` runs on the loop for each
     reading, interim ones included, and `on_reading(None)` whenever the listener has caught up
     with the audio fed and no utterance is open.
@@ -117,10 +122,15 @@ class TurnListener:
         self.stats = ListenerStats()
         self.operating_point = str(recognizer.operating_point())
         self.random_weights = bool(getattr(recognizer, "random_weights", False))
+        info = getattr(recognizer, "info", None)  # a wrapper without `info` has no calibration to name
+        self.calibration: CalibrationNote | None = info().calibration if info is not None else None
+        stream_threshold = options.stream.min_confidence
+        self.min_confidence = float(recognizer.min_confidence if stream_threshold is None else stream_threshold)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._untaken: list[UtteranceReading] = []  # final readings the LLM note has not used yet
         self.latest: UtteranceReading | None = None  # the latest final reading
+        self._recent: deque[UtteranceReading] = deque(maxlen=_RECENT_READINGS)  # the latest final readings, in order
         self._busy = False  # loop-side view: an utterance is open or being read
         self.fed_s = 0.0  # seconds of audio fed so far (dropped ones included): stream time, as readings count it
         self._taken_at_s = 0.0  # stream time of the latest take_readings: older utterances belong to earlier turns
@@ -215,36 +225,79 @@ class TurnListener:
         everything fed before the call is analysed and the turn has a reading, or nothing is pending
         (speech the user starts meanwhile belongs to the next turn).
         """
-        loop = self._require_loop()
         since_s, self._taken_at_s = self._taken_at_s, self.fed_s
         sent_before = self._sent
-        deadline = loop.time() + wait_s
-        assert self._changed is not None
 
         def answered() -> bool:
             caught_up = self._seen >= sent_before
             return not self.pending or caught_up and any(r.end_s > since_s for r in self._untaken)
 
-        while not answered() and (left := deadline - loop.time()) > 0:
+        await self.wait_until(answered, wait_s=wait_s)
+        out, self._untaken = self._untaken, []
+        return [r for r in out if r.end_s > since_s]
+
+    async def reading_of_now(self, *, since_s: float, wait_s: float) -> UtteranceReading | None:
+        """The final reading of the utterance the audio fed so far ends in, waiting up to `wait_s` for it.
+
+        What a transcription that arrives now belongs to: its speech was fed already, and its utterance
+        may still be open or being read. If no utterance is open once everything fed so far is analysed,
+        it is the latest one that ended after `since_s` (stream seconds; the previous transcription's
+        time), so that a transcription whose speech made no utterance gets no earlier one's reading.
+        None when there is none, or it is not ready within `wait_s`: never another utterance's reading.
+        """
+        loop = self._require_loop()
+        deadline = loop.time() + wait_s
+        mark: asyncio.Future[tuple[bool, int]] = loop.create_future()
+        with self._cv:
+            self._put(("mark", mark))  # answered once the worker has handled everything fed before it
+        done, _ = await asyncio.wait({mark}, timeout=wait_s)
+        if not done:
+            mark.cancel()
+            return None
+        still_open, next_index = mark.result()
+        if not still_open:
+            return next((r for r in reversed(self._recent) if r.index < next_index and r.end_s > since_s), None)
+
+        def read() -> UtteranceReading | None:
+            return next((r for r in self._recent if r.index == next_index), None)
+
+        await self.wait_until(lambda: read() is not None, wait_s=max(0.0, deadline - loop.time()))
+        return read()
+
+    async def wait_until(self, done: Callable[[], bool], *, wait_s: float) -> bool:
+        """Waits up to `wait_s` for `done()` to hold, checking it whenever the worker reports; returns `done()`."""
+        loop = self._require_loop()
+        deadline = loop.time() + wait_s
+        assert self._changed is not None
+        while not done() and (left := deadline - loop.time()) > 0:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=left)
             except asyncio.TimeoutError:
                 break
-        out, self._untaken = self._untaken, []
-        return [r for r in out if r.end_s > since_s]
+        return done()
 
     def close(self) -> None:
-        """Stops the worker; audio not read yet is discarded (`await flush()` first to keep it)."""
+        """Stops the worker and waits for it (up to 30 s); audio not read yet is discarded (`await flush()`
+        first to keep it). From async code use `aclose`, which waits off the event loop."""
+        if self._stop_worker() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=_JOIN_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        """`close` for async code: the loop runs on while the worker finishes the reading in hand."""
+        if self._stop_worker():
+            await asyncio.to_thread(self._thread.join, _JOIN_TIMEOUT_S)
+
+    def _stop_worker(self) -> bool:
+        """Tells the worker to stop after the item in hand; False if it was told already."""
         with self._cv:
             if self._closed:
-                return
+                return False
             self._closed = True
             self._queue.clear()
             self._queue.append(("stop-worker", None))
             self._cv.notify_all()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=30)
+        return True
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -273,6 +326,7 @@ class TurnListener:
                 self.stats.max_latency_s = max(self.stats.max_latency_s, r.latency_s)
                 self.stats.latencies_s.append(r.latency_s)
                 self._untaken.append(r)
+                self._recent.append(r)
                 self.latest = r
             if self.on_reading is not None:
                 self.on_reading(r)
@@ -305,6 +359,8 @@ class TurnListener:
             self._post(self._deliver, readings, state.speaking, self._handled, error, state.following)
             if kind == "flush":
                 self._post(lambda fut: fut.done() or fut.set_result(None), payload)
+            elif kind == "mark":  # after the readings above: an utterance open now, and the next final reading's index
+                self._post(lambda fut, answer: fut.done() or fut.set_result(answer), payload, (state.speaking, state.index))
 
     def _read(self, utterance: Any) -> UtteranceReading:
         state = self._worker_state

@@ -1,17 +1,23 @@
 """Speech emotion for a LiveKit Agents `Agent`: audio teed from the STT input, a note before the LLM runs.
 
-    emotion = LiveKitEmotion(EmotionRecognizer.from_pretrained(operating_point="live"))
-
     class Assistant(Agent):
+        def __init__(self, recognizer):         # the model, loaded once per process (prewarm) and shared
+            super().__init__(instructions="...")
+            self.emotion = LiveKitEmotion(recognizer)   # one per session: it holds the session's stream
+
         def stt_node(self, audio, model_settings):
-            return Agent.default.stt_node(self, emotion.tee(audio), model_settings)
+            return Agent.default.stt_node(self, self.emotion.tee(audio), model_settings)
 
         async def on_user_turn_completed(self, turn_ctx, new_message):
-            await emotion.on_user_turn_completed(turn_ctx, new_message)
+            await self.emotion.on_user_turn_completed(turn_ctx, new_message)
+
+        async def on_exit(self):
+            await self.emotion.aclose()
 
 The engine's segmenter finds where the user's speech begins; LiveKit's end of turn closes the
 utterance at once (`on_user_turn_completed`), and its reading is waited for up to `note_wait_s`.
-The models run on the listener's own thread, never on the agent's event loop.
+The models run on the listener's own thread, never on the agent's event loop. Readings come only
+from audio that goes through the STT node: a realtime speech-to-speech model, which has none, gets none.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from ..results import UtteranceReading
 from .listener import ListenerStats, PerceptionOptions, TurnListener
-from .note import is_turn_note, turn_note
+from .note import is_turn_note, turn_note, turn_reading
 
 __all__ = ["LiveKitEmotion", "PerceptionOptions"]
 
-EXTRA_KEY = "emotion"  # where the user's ChatMessage.extra carries its reading: {"utterance", "operating_point", "random_weights"} (JSON)
+EXTRA_KEY = "emotion"  # where the user's ChatMessage.extra carries its reading: {"utterance", "utterances", "operating_point", "random_weights", "calibration"} (JSON)
 
 
 class LiveKitEmotion:
     """Reads each user turn of a LiveKit agent and tells its LLM how the turn sounded.
+
+    Make one per session (it holds that session's audio stream and turns); the recognizer can be
+    shared by all of them.
 
     Args:
         recognizer: an `EmotionRecognizer`; its operating point decides speed and fidelity
@@ -68,30 +77,35 @@ class LiveKitEmotion:
     async def on_user_turn_completed(self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage) -> UtteranceReading | None:
         """Closes the turn's utterance, waits up to `note_wait_s` for its reading, and, if there is
         one, adds the note to `turn_ctx` (after dropping earlier notes) and the reading to
-        `new_message.extra["emotion"]`. Returns the reading, or None."""
+        `new_message.extra["emotion"]`. Returns the turn's reading (its utterances combined, see
+        `turn_reading`), or None."""
         self._bind()
         self._listener.end_turn()
         readings = await self._listener.take_readings(wait_s=self.options.note_wait_s)
         stale = [m for m in turn_ctx.messages() if is_turn_note(m.text_content)]
         for m in stale:
             turn_ctx.remove(m)
-        if not readings:
+        reading = turn_reading(readings, min_confidence=self._listener.min_confidence)
+        if reading is None:
             return None
-        reading = readings[-1]
+        calibration = self._listener.calibration
         new_message.extra[EXTRA_KEY] = {
             "utterance": reading.model_dump(mode="json"),
+            "utterances": len(readings),
             "operating_point": self._listener.operating_point,
             "random_weights": self._listener.random_weights,
+            "calibration": calibration.model_dump(mode="json") if calibration is not None else None,
         }
         if self.options.note:
-            turn_ctx.add_message(role=self.options.note_role, content=turn_note(reading, random_weights=self._listener.random_weights))
+            note = turn_note(reading, random_weights=self._listener.random_weights, utterances=len(readings))
+            turn_ctx.add_message(role=self.options.note_role, content=note)
         return reading
 
     async def aclose(self) -> None:
         """Reads what is left of the audio, then stops the listener's thread."""
         if self._bound:
             await self._listener.flush()
-        self._listener.close()
+        await self._listener.aclose()
 
     def _bind(self) -> None:
         if not self._bound:

@@ -5,7 +5,7 @@
         transport.input(),
         emotion,                       # reads the user's audio; every frame goes on at once, unchanged
         stt,
-        emotion.transcript_tagger(),   # optional: TranscriptionFrame.metadata["emotion"]
+        emotion.transcript_tagger(),   # optional: TranscriptionFrame.metadata["emotion"] (holds a transcription up to note_wait_s)
         user_aggregator,
         emotion.context_note(),        # optional: the LLM hears how the turn sounded
         llm, tts, transport.output(), assistant_aggregator,
@@ -44,13 +44,14 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "emotion_tool.integrations.pipecat requires Pipecat; pip install 'emotion-tool[pipecat]'"
     ) from e
 
-from ..results import UtteranceReading
+from ..results import CalibrationNote, UtteranceReading
 from .listener import ListenerStats, PerceptionOptions, TurnListener
-from .note import is_turn_note, turn_note
+from .note import is_turn_note, turn_note, turn_reading
 
 __all__ = ["EmotionPerceiver", "EmotionReadingFrame", "PerceptionOptions"]
 
 METADATA_KEY = "emotion"  # where a TranscriptionFrame carries its UtteranceReading
+_NO_TURN = object()  # no LLM context annotated yet
 
 
 @dataclass
@@ -64,12 +65,14 @@ class EmotionReadingFrame(SystemFrame):
         operating_point: how the network read it ("published" reproduces the published model).
         random_weights: the checkpoint has random weights; the reading means nothing.
         dropped_s: seconds of the user's audio dropped so far because analysis fell behind.
+        calibration: the calibration the probabilities went through; None: the network's own.
     """
 
     utterance: UtteranceReading
     operating_point: str
     random_weights: bool
     dropped_s: float
+    calibration: CalibrationNote | None = None
 
     def __str__(self) -> str:
         u = self.utterance
@@ -96,7 +99,8 @@ class EmotionPerceiver(FrameProcessor):
         self._listener = TurnListener(recognizer, options=options, on_reading=self._on_reading)
         self._out: asyncio.Queue[UtteranceReading] | None = None
         self._sender: asyncio.Task | None = None
-        self._waiting_transcripts: list[tuple[Frame, float]] = []  # transcripts (and their stream time) whose reading may still come
+        self._transcribed_at_s = 0.0  # stream time of the latest transcription tagged
+        self._noted_turn: object = _NO_TURN  # the user message whose turn the context's note is for
         self.trace: list[UtteranceReading] = []  # every final reading so far, in order
 
     @property
@@ -112,7 +116,9 @@ class EmotionPerceiver(FrameProcessor):
 
     def transcript_tagger(self) -> FrameProcessor:
         """A processor for between the STT and the user aggregator: sets each final transcription's
-        `metadata["emotion"]` to its utterance's reading (at once if ready, else when it is; never waits)."""
+        `metadata["emotion"]` to its utterance's reading before passing it on. A transcription whose
+        reading is still being computed is held up to `note_wait_s`, then goes on without one (never
+        with an earlier utterance's); audio and other system frames pass it at once."""
         return _TranscriptTagger(self)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -128,9 +134,6 @@ class EmotionPerceiver(FrameProcessor):
             await self.push_frame(frame, direction)
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self._listener.turn_stopped()
-            await self.push_frame(frame, direction)
-        elif isinstance(frame, TranscriptionFrame):
-            self._tag(frame)
             await self.push_frame(frame, direction)
         elif isinstance(frame, EndFrame):
             await self._finish()  # the last utterance's reading goes out before the pipeline ends
@@ -156,15 +159,6 @@ class EmotionPerceiver(FrameProcessor):
 
     def _on_reading(self, reading: UtteranceReading | None) -> None:
         """On the loop, as each reading arrives (None: the listener has caught up and no utterance is open)."""
-        if reading is None or not reading.interim:
-            # A transcript belongs to the latest utterance that began before it arrived; once a later
-            # utterance begins, or nothing more is pending, its tag is final.
-            still = []
-            for f, at_s in self._waiting_transcripts:
-                if reading is not None and reading.start_s <= at_s:
-                    f.metadata[METADATA_KEY] = reading
-                    still.append((f, at_s))
-            self._waiting_transcripts = still if reading is not None and self._listener.pending else []
         if reading is None:
             return
         if not reading.interim:
@@ -183,6 +177,7 @@ class EmotionPerceiver(FrameProcessor):
                         operating_point=self._listener.operating_point,
                         random_weights=self._listener.random_weights,
                         dropped_s=self._listener.stats.dropped_s,
+                        calibration=self._listener.calibration,
                     )
                 )
                 if self.metrics_enabled and not reading.interim:  # Pipecat's metrics observers see the latency too
@@ -200,28 +195,37 @@ class EmotionPerceiver(FrameProcessor):
         await self._stop()
 
     async def _stop(self) -> None:
-        self._listener.close()
+        await self._listener.aclose()  # joins the worker off the loop: the pipeline's other processors run on
         if self._sender is not None:
             sender, self._sender = self._sender, None
             await self.cancel_task(sender)
 
     # --- what other processors ask -------------------------------------------------------------------------
 
-    def _tag(self, frame: Frame) -> None:
-        latest, at_s = self._listener.latest, self._listener.fed_s
-        if latest is not None and latest.start_s <= at_s:
-            frame.metadata[METADATA_KEY] = latest
-        if self._listener.pending:
-            self._waiting_transcripts.append((frame, at_s))
+    async def _tag(self, frame: Frame) -> None:
+        """Sets a transcription's reading: its utterance's, once read (waiting up to `note_wait_s`)."""
+        since_s, self._transcribed_at_s = self._transcribed_at_s, self._listener.fed_s
+        reading = await self._listener.reading_of_now(since_s=since_s, wait_s=self.options.note_wait_s)
+        if reading is not None:
+            frame.metadata[METADATA_KEY] = reading
 
     async def _annotate(self, context: Any) -> None:
-        """Drops earlier notes from an LLM context and adds this turn's (if it has a reading)."""
+        """Drops earlier turns' notes from an LLM context and adds this turn's (if it has a reading).
+
+        Another LLM run in the same user turn (after a function call, say) keeps the turn's note as it is.
+        """
+        users = [m for m in context.messages if isinstance(m, dict) and m.get("role") == "user"]
+        turn = users[-1] if users else None
+        if turn is self._noted_turn:
+            return
+        self._noted_turn = turn
         readings = await self._listener.take_readings(wait_s=self.options.note_wait_s)
         kept = [m for m in context.messages if not (isinstance(m, dict) and is_turn_note(m.get("content")))]
         if len(kept) != len(context.messages):
             context.set_messages(kept)
-        if readings:
-            note = turn_note(readings[-1], random_weights=self._listener.random_weights)
+        reading = turn_reading(readings, min_confidence=self._listener.min_confidence)
+        if reading is not None:
+            note = turn_note(reading, random_weights=self._listener.random_weights, utterances=len(readings))
             context.add_message({"role": self.options.note_role, "content": note})
 
 
@@ -248,6 +252,6 @@ class _TranscriptTagger(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if isinstance(frame, TranscriptionFrame):
-            self._perceiver._tag(frame)
+        if isinstance(frame, TranscriptionFrame):  # a data frame: audio (system frames) goes by while it waits
+            await self._perceiver._tag(frame)
         await self.push_frame(frame, direction)
