@@ -98,7 +98,8 @@ class PrintingLLM(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, EmotionReadingFrame):
             u = frame.utterance
-            print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s)")
+            calibrated = f", calibrated with {frame.calibration.source}" if frame.calibration is not None else ""
+            print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s{calibrated})")
         elif isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
             self.runs += 1
             notes = [m["content"] for m in frame.context.messages if isinstance(m, dict) and is_turn_note(m.get("content"))]

@@ -17,8 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("demo, framework", [("pipecat_file", "pipecat"), ("livekit_file", "livekit.agents")])
-def test_demo_reads_each_turn_and_notes_the_llm(demo, framework, tiny_checkpoint, audio_dir, tmp_path):
+def test_demo_reads_each_turn_and_notes_the_llm(demo, framework, tiny_checkpoint, recognizer, audio_dir, tmp_path_factory, tmp_path):
+    from test_integrations_listener import save_test_calibration
+
     pytest.importorskip(framework, reason=f"install the {framework.split('.')[0]} extra")
+    calibration = save_test_calibration(recognizer, tmp_path_factory.mktemp("calibration") / "cal.json")
     # Pauses long enough that a slow reading still comes before the user speaks again (which would
     # interrupt the reply, note and all, as it should).
     texts = SENTENCES[:2]
@@ -26,12 +29,13 @@ def test_demo_reads_each_turn_and_notes_the_llm(demo, framework, tiny_checkpoint
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run(
         [sys.executable, "-m", f"demos.{demo}", str(wav), "--model", str(tiny_checkpoint), "--device", "cpu",
-         "--note-wait-s", "10"],
+         "--note-wait-s", "10", "--calibration", str(calibration)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert "random weights" in lines[0]
+    assert lines[1].startswith("calibrated with cal.json (sha256 ")  # the readings went through it
     readings = [ln for ln in lines if ln.startswith("reading #")]
     notes = [ln for ln in lines if "[voice emotion]" in ln]
     assert len(readings) == len(notes) == len(texts), run.stdout
