@@ -52,7 +52,7 @@ def recording(cache: Path) -> np.ndarray:
     import soundfile as sf
 
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import speak_with_pauses
+    from helpers import speak_with_pauses
 
     cache.mkdir(parents=True, exist_ok=True)
     path, _ = speak_with_pauses(TEXTS, cache / "live.wav", pause_s=PAUSE_S)

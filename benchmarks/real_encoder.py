@@ -125,7 +125,7 @@ def speech_clips(cache: Path) -> list[tuple[str, np.ndarray]]:
     import soundfile as sf
 
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import speak
+    from helpers import speak
 
     cache.mkdir(parents=True, exist_ok=True)
     clips = []
