@@ -357,3 +357,44 @@ def test_markers_and_skips_are_read():
     assert (first.lang, first.code, first.markers) == ("bash", "echo hi\n", ("skip (needs a microphone)",))
     assert (first.marked("skip ("), second.line, second.lang, second.markers) == ("needs a microphone)", 6, "python", ())
     assert any(p.marks for p in _cases()), "the README marks no block as skipped; is the marker parsed?"
+
+
+DATA = {"json", "toml", "csv"}
+
+
+@pytest.mark.parametrize("block", [b for b in readme_blocks(README.read_text()) if b.lang in DATA], ids=lambda b: b.id)
+def test_readme_data_block_is_read_by_what_it_configures(block: Block, tmp_path: Path) -> None:
+    """Configs and manifests shown in README parse, and are accepted by the code that reads them."""
+    import json
+    import tomllib
+
+    from emotion_tool.data import ManifestOptions, read_manifest
+    from emotion_tool.train.config import load_config
+
+    where = f"README.md line {block.line}"
+    if block.lang == "toml":
+        tomllib.loads(block.code)
+        path = tmp_path / "config.toml"
+        path.write_text(block.code)
+        assert load_config(path).train_manifest is not None, where
+        return
+    # A manifest lists recordings the reader opens later; here only its rows are checked.
+    options = ManifestOptions(check_audio=False, require_files=False, label_map={"calm": "neutral"})
+    if block.lang == "csv":
+        path = tmp_path / "manifest.csv"
+        path.write_text(block.code)
+        assert len(read_manifest(path, options=options)) == len(block.code.strip().splitlines()) - 1, where
+        return
+    try:
+        config = json.loads(block.code)
+    except json.JSONDecodeError:  # JSON Lines: a manifest, one object a line
+        lines = block.code.strip().splitlines()
+        assert all(isinstance(json.loads(ln), dict) for ln in lines), where
+        path = tmp_path / "manifest.jsonl"
+        path.write_text(block.code)
+        assert len(read_manifest(path, options=options)) == len(lines), where
+        return
+    # An MCP client's config: each server's command is a console script this package installs.
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    servers = config["mcpServers"]
+    assert servers and all(Path(s["command"]).name in scripts for s in servers.values()), where
