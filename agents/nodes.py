@@ -24,6 +24,7 @@ from .planning import PlanningConfig, plan_dialogue
 from .scale import SpeakerProfile, load_profile, save_profile
 from .prompts import AUDIO_ONLY, NO_TRANSCRIPT, SYSTEM_PROMPT, offline_reply, system_message_text
 from .state import EmotionTurn, history_of, plan_of, reading_of
+from .turns import profile_lock
 
 if TYPE_CHECKING:
     from emotion_tool import AnalysisOptions, EmotionRecognizer
@@ -156,8 +157,9 @@ class PlannerNode:
     state's `reading`; otherwise the state's `reading` is planned as a new turn.
 
     With a LangGraph store (the graph's, or a LangGraph server's), the turn is compared with the
-    speaker's profile across all their conversations, and then folded into it; without one, with
-    the speaker's earlier turns in this conversation.
+    speaker's profile across all their conversations, and then folded into it, under the speaker's
+    `profile_lock` so that concurrent conversations of one speaker lose no update; without a store,
+    with the speaker's earlier turns in this conversation.
     """
 
     def __init__(
@@ -184,12 +186,18 @@ class PlannerNode:
     def __call__(self, state: dict[str, Any], config: RunnableConfig, runtime: Any = None) -> dict[str, Any]:
         current, earlier = self._turn(state)
         store = getattr(runtime, "store", None)
-        profile = load_profile(store, current.speaker) if store is not None else None
-        plan = plan_dialogue(current, earlier, self.config, profile=profile)
-        if store is not None and current.reading is not None:
-            thread = (config.get("configurable") or {}).get("thread_id")
-            turn_id = f"{thread}:{current.turn}" if thread is not None else None
-            save_profile(store, (profile or SpeakerProfile(speaker=current.speaker)).add(current.reading, turn_id=turn_id))
+        if store is None:
+            return {self.strategy_key: plan_dialogue(current, earlier, self.config)}
+        # Load, fold in, save: one speaker's conversations running at once would otherwise each save
+        # their own update over the other's.
+        with profile_lock(store, current.speaker):
+            profile = load_profile(store, current.speaker)
+            plan = plan_dialogue(current, earlier, self.config, profile=profile)
+            if current.reading is not None:
+                thread = (config.get("configurable") or {}).get("thread_id")
+                turn_id = f"{thread}:{current.turn}" if thread is not None else None
+                updated = (profile or SpeakerProfile(speaker=current.speaker)).add(current.reading, turn_id=turn_id)
+                save_profile(store, updated)
         return {self.strategy_key: plan}
 
     def _turn(self, state: dict[str, Any]) -> tuple[EmotionTurn, list[EmotionTurn]]:

@@ -7,6 +7,10 @@ thread for the whole turn: a `threading.Lock` in the process and, for a SQLite f
 record lock on one byte of `<db>.turns.lock` (the byte chosen by the thread id; two threads that
 share a byte merely wait for each other). The operating system drops the record lock if its
 process dies, so a crash never leaves a thread locked.
+
+A speaker's profile (`agents.scale`) has the same hazard across threads: two conversations of one
+speaker at once both load the profile, fold in their turn and save it, and one update is lost.
+`profile_lock` serializes them the same way, per (store, speaker), on `<db>.profiles.lock`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from langgraph.graph.state import CompiledStateGraph
 
@@ -30,7 +34,7 @@ TURN_WAIT_S = 600.0  # how long a turn waits for the one before it on its thread
 _POLL_S = 0.05
 _RANGE = 2**31 - 1  # lock offsets stay within a signed 32-bit file offset
 
-_local_locks: dict[tuple[str, str], threading.Lock] = {}
+_local_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _lock_files: dict[str, int] = {}  # one descriptor per lock file for the process's life (closing any would drop its record locks)
 _registry_lock = threading.Lock()
 
@@ -39,9 +43,9 @@ class ConcurrentTurnError(RuntimeError):
     """A turn waited too long for another turn on the same thread; nothing of it was run or recorded."""
 
 
-def _db_file(checkpointer: Any) -> str | None:
-    """The SQLite file behind a SqliteSaver, else None."""
-    conn = getattr(checkpointer, "conn", None)
+def _db_file(owner: Any) -> str | None:
+    """The SQLite file behind a SqliteSaver or SqliteStore, else None."""
+    conn = getattr(owner, "conn", None)
     if conn is None or not hasattr(conn, "execute"):
         return None
     try:
@@ -68,26 +72,49 @@ def turn_lock(checkpointer: Any, thread_id: str, *, wait_s: float = TURN_WAIT_S)
     Raises:
         ConcurrentTurnError: another turn on the thread held it for longer than `wait_s`.
     """
-    db = _db_file(checkpointer)
-    key = (db or f"memory:{id(checkpointer)}", thread_id)
+    with _keyed_lock(checkpointer, thread_id, suffix=".turns.lock", wait_s=wait_s, too_long=_waited_too_long):
+        yield
+
+
+@contextmanager
+def profile_lock(store: Any, speaker: str, *, wait_s: float = TURN_WAIT_S) -> Iterator[None]:
+    """Holds the lock of `speaker`'s profile in `store` (in this process, and across processes for a
+    SQLite store) while it is loaded, updated and saved.
+
+    Raises:
+        ConcurrentTurnError: another turn held the profile for longer than `wait_s`.
+    """
+    with _keyed_lock(store, speaker, suffix=".profiles.lock", wait_s=wait_s, too_long=_profile_waited_too_long):
+        yield
+
+
+@contextmanager
+def _keyed_lock(
+    owner: Any, key: str, *, suffix: str, wait_s: float, too_long: Callable[[str, float], ConcurrentTurnError]
+) -> Iterator[None]:
+    """A lock per (owner, key): a `threading.Lock`, and for an owner on a SQLite file a record lock
+    on one byte of `<db><suffix>` (each suffix its own file, so locks of different kinds never share
+    a byte: a process releasing one would release the other)."""
+    db = _db_file(owner)
+    local_key = (db or f"memory:{id(owner)}", suffix, key)
     with _registry_lock:
-        local = _local_locks.setdefault(key, threading.Lock())
+        local = _local_locks.setdefault(local_key, threading.Lock())
     if not local.acquire(timeout=wait_s):
-        raise _waited_too_long(thread_id, wait_s)
+        raise too_long(key, wait_s)
     try:
         if db is None or fcntl is None:
             yield
             return
-        fd = _lock_file(db + ".turns.lock")
-        offset = zlib.crc32(thread_id.encode()) % _RANGE
+        fd = _lock_file(db + suffix)
+        offset = zlib.crc32(key.encode()) % _RANGE
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
                 break
-            except OSError:  # another process runs a turn on this thread (or one sharing its byte)
+            except OSError:  # another process holds this key (or one sharing its byte)
                 if time.monotonic() > deadline:
-                    raise _waited_too_long(thread_id, wait_s) from None
+                    raise too_long(key, wait_s) from None
                 time.sleep(_POLL_S)
         try:
             yield
@@ -110,6 +137,13 @@ def _waited_too_long(thread_id: str, wait_s: float) -> ConcurrentTurnError:
     return ConcurrentTurnError(
         f"another turn on thread {thread_id!r} has been running for over {wait_s:g} s; this turn was not run. "
         "Wait for it to finish and send the turn again, or use another thread_id"
+    )
+
+
+def _profile_waited_too_long(speaker: str, wait_s: float) -> ConcurrentTurnError:
+    return ConcurrentTurnError(
+        f"the profile of speaker {speaker!r} has been held by another turn for over {wait_s:g} s; this turn was not "
+        "planned. Send the turn again"
     )
 
 

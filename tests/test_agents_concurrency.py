@@ -17,6 +17,7 @@ from agents.turns import ConcurrentTurnError, turn_lock
 
 TURNS_EACH = 8
 RUN_BOUND_S = 300  # generous: only a hang passes it
+PROFILE_TURNS = 15  # turns of one speaker per process or thread, each on a conversation of its own
 
 CHILD = textwrap.dedent(
     """
@@ -134,3 +135,83 @@ def test_a_turn_that_waits_too_long_fails_clearly(tmp_path: Path):
         assert outcome and "another turn on thread 't1'" in str(outcome[0]) and "send the turn again" in str(outcome[0])
     finally:
         saver.conn.close()
+
+
+# --- one speaker in several conversations at once: every turn lands in their profile ----------------
+
+PROFILE_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from langgraph.checkpoint.memory import InMemorySaver
+    from agents import build_empathic_agent
+    from agents.graph import sqlite_store
+    from emotion_tool import LABELS, EmotionReading
+
+    class ReadingsOnly:  # every turn brings its reading; no audio is analysed
+        random_weights = False
+
+    db, go, name, turns = sys.argv[1:5]
+    # Profiles in the shared SQLite store; each process keeps its own conversations.
+    graph = build_empathic_agent(ReadingsOnly(), checkpointer=InMemorySaver(), store=sqlite_store(db))
+    while not Path(go).exists():  # both processes start their turns together
+        time.sleep(0.01)
+    for i in range(int(turns)):
+        probs = [0.8 if x == "neutral" else 0.2 / (len(LABELS) - 1) for x in LABELS]
+        r = EmotionReading.from_outputs(probs, (0.2 + 0.01 * i, 0.3, 0.4), labels=LABELS, start_s=0, end_s=3, min_confidence=0.5)
+        graph.invoke({"reading": r, "speaker": "caller-7"}, config={"configurable": {"thread_id": f"{name}-{i}"}})
+    """
+)
+
+
+def test_two_processes_with_one_speaker_lose_no_profile_update(tmp_path: Path):
+    from agents.graph import sqlite_store
+    from agents.scale import load_profile
+
+    db, go = tmp_path / "conversations.sqlite", tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", PROFILE_CHILD, str(db), str(go), name, str(PROFILE_TURNS)],
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for name in ("a", "b")
+    ]
+    time.sleep(0.5)
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=RUN_BOUND_S)
+        assert p.returncode == 0, err
+    store = sqlite_store(db)
+    try:
+        assert load_profile(store, "caller-7").turns == 2 * PROFILE_TURNS  # every conversation's turns, none lost
+    finally:
+        store.conn.close()
+
+
+def test_threads_with_one_speaker_lose_no_profile_update(tmp_path: Path):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agents.graph import sqlite_store
+    from agents.scale import load_profile
+    from test_agents_planning import reading
+
+    class ReadingsOnly:
+        random_weights = False
+
+    graph = build_empathic_agent(ReadingsOnly(), checkpointer=InMemorySaver(), store=sqlite_store(tmp_path / "c.sqlite"))
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            for i in range(PROFILE_TURNS):
+                r = reading("neutral", valence=0.2 + 0.01 * i, arousal=0.3, dominance=0.4)
+                graph.invoke({"reading": r, "speaker": "caller-7"}, config={"configurable": {"thread_id": f"{name}-{i}"}})
+        except BaseException as e:
+            errors.append(e)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in "abcd"]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(RUN_BOUND_S)
+    assert not errors
+    assert load_profile(graph.store, "caller-7").turns == 4 * PROFILE_TURNS
+    graph.store.conn.close()
