@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .http import serve_http
     from .security import TOKEN_ENV_VAR, check_http_binding, check_origin
     from .server import create_server
+    from .stdio import serve_stdio
 
     token = os.environ.get(TOKEN_ENV_VAR) or None
     _log_to_stderr(args.log_level)
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(e))
     try:
         if args.transport == "stdio":
-            anyio.run(server.run_stdio_async)
+            anyio.run(serve_stdio, server)
         else:
             serve = partial(serve_http, server, options, args.host, args.port, token, prog=PROG, allowed_origins=args.allow_origins, oauth=oauth)
             anyio.run(serve)

@@ -195,6 +195,11 @@ class InferenceQueue:
             self._admitted -= 1
 
 
+def jobs_admitted() -> int:
+    """Jobs admitted and not finished (running or waiting), over every queue of this process."""
+    return sum(queue.pending for queue in list(_QUEUES))
+
+
 def stop_all(reason: str = "the server is shutting down; retry the request once it is back") -> None:
     """Closes every queue of this process: new jobs are refused, running ones stop at their next window.
 

@@ -3,11 +3,13 @@ long traces, cancellation, and clients that go away."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -280,6 +282,165 @@ def test_bounds_on_trace_work_are_tool_errors_that_say_the_fix(tiny_checkpoint: 
         for refused in (tiny, nan):
             message = refused.content[0].text if hasattr(refused, "content") else str(refused)
             assert "hop_s" in message and ("greater than or equal to 0.1" in message or "valid number" in message), message
+
+
+# --- stdio: signals, cancellation, time budget, the 2025-06-18 handshake ------------------------------
+
+# Runs emotion-mcp with the client's stdin and stdout, and writes down its pid and, once it exits, its status,
+# so that a test can signal the server itself and see it exit while its client still holds stdin open.
+_WATCH = """
+import os, subprocess, sys
+pid_file, status_file, log_file, *command = sys.argv[1:]
+with open(log_file, "w") as log:
+    server = subprocess.Popen(command, stderr=log)
+    with open(pid_file + ".part", "w") as f:
+        f.write(str(server.pid))
+    os.replace(pid_file + ".part", pid_file)
+    status = server.wait()
+with open(status_file + ".part", "w") as f:
+    f.write(str(status))
+os.replace(status_file + ".part", status_file)
+"""
+
+
+def _watched(args: list[str], where: Path):
+    from mcp import StdioServerParameters
+
+    files = [str(where / name) for name in ("pid", "status", "server.log")]
+    return StdioServerParameters(command=sys.executable, args=["-c", _WATCH, *files, *emotion_mcp(), *args], env=server_env())
+
+
+@pytest.mark.parametrize("sig, busy", [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGINT, False)])
+def test_a_stdio_server_stops_on_a_signal_while_its_client_holds_stdin(sig, busy: bool, tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent), "--log-level", "INFO",
+            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
+    status, log = tmp_path / "status", tmp_path / "server.log"
+    outcome: dict = {}
+
+    async def main() -> None:
+        progressed = anyio.Event()
+
+        async def on_progress(done, total, message):
+            outcome["total"] = total
+            progressed.set()
+
+        with anyio.fail_after(START_TIMEOUT_S * 2):
+            async with Client(_watched(args, tmp_path)) as c:
+                async with anyio.create_task_group() as tg:
+
+                    async def long_call() -> None:
+                        try:
+                            outcome["result"] = await c.call_tool(
+                                "analyze_emotion", {"audio_path": very_long_wav.name, **LONG_TRACE}, progress_callback=on_progress
+                            )
+                        except Exception as e:  # the server went away under the call
+                            outcome["error"] = e
+
+                    if busy:
+                        tg.start_soon(long_call)
+                        await _wait_for_progress(progressed)
+                    else:
+                        assert (await c.list_tools()).tools  # serving, and idle
+                    os.kill(int((tmp_path / "pid").read_text()), sig)
+                    started = time.monotonic()
+                    while not status.exists() and time.monotonic() - started < EXIT_BOUND_S:
+                        await anyio.sleep(0.1)
+                    outcome["exited"] = status.exists()  # before the client closed stdin
+                    tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    text = log.read_text()
+    assert outcome["exited"], f"still running {EXIT_BOUND_S} s after {sig.name} with stdin open:\n{text}"
+    assert status.read_text() == "0", text
+    assert "Traceback" not in text, text
+    if busy:
+        assert outcome["total"] > 1000  # the long trace was under way, and was stopped between windows
+        assert "stopped a model call at its next window: the server is shutting down" in text, text
+        if "result" in outcome:  # the caller was told, if the answer reached it
+            assert outcome["result"].is_error and "shutting down" in outcome["result"].content[0].text
+
+
+class _RawStdio:
+    """JSON-RPC spoken line by line to `emotion-mcp` over its stdin and stdout."""
+
+    def __init__(self, process: anyio.abc.Process):
+        from anyio.streams.buffered import BufferedByteReceiveStream
+
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self.lines = BufferedByteReceiveStream(process.stdout)
+        self.notifications: list[dict] = []
+
+    async def send(self, message: dict) -> None:
+        await self.process.stdin.send((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
+
+    async def receive(self) -> dict:
+        return json.loads(await self.lines.receive_until(b"\n", 1 << 24))
+
+    async def response(self, request_id: int) -> dict:
+        """The response to `request_id`; notifications and other responses on the way are kept."""
+        while (message := await self.receive()).get("id") != request_id or "method" in message:
+            self.notifications.append(message)
+        return message
+
+
+def test_stdio_2025_06_18_handshake_and_an_explicit_cancel_stop_a_long_trace(
+    tiny_checkpoint: Path, very_long_wav: Path, speech_wav: Path, tmp_path: Path
+):
+    import shutil
+
+    shutil.copy(speech_wav, very_long_wav.parent / "short.wav")
+    log = tmp_path / "server.log"
+    command = [*emotion_mcp(), "--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent),
+               "--max-duration", "1800", "--max-request-mb", "64", "--log-level", "INFO"]  # fmt: skip
+
+    async def main() -> tuple[dict, dict, dict, list]:
+        with open(log, "w") as err, anyio.fail_after(START_TIMEOUT_S * 3):
+            async with await anyio.open_process(command, stderr=err, env=server_env()) as process:
+                rpc = _RawStdio(process)
+                client = {"name": "probe", "version": "0"}
+                await rpc.send({"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}})
+                init = await rpc.response(1)
+                await rpc.send({"method": "notifications/initialized"})
+                await rpc.send({"id": 2, "method": "tools/list"})
+                listed = await rpc.response(2)
+                long_call = {"name": "analyze_emotion", "arguments": {"audio_path": very_long_wav.name, **LONG_TRACE}, "_meta": {"progressToken": "long"}}
+                await rpc.send({"id": 3, "method": "tools/call", "params": long_call})
+                while not any(n.get("method") == "notifications/progress" for n in rpc.notifications):
+                    rpc.notifications.append(await rpc.receive())
+                await rpc.send({"method": "notifications/cancelled", "params": {"requestId": 3, "reason": "the user moved on"}})
+                await rpc.send({"id": 4, "method": "tools/call", "params": {"name": "analyze_emotion", "arguments": {"audio_path": "short.wav"}}})
+                short = await rpc.response(4)
+                await process.stdin.aclose()  # the client goes: the server ends
+                await process.wait()
+                return init, listed, short, rpc.notifications
+
+    init, listed, short, seen = anyio.run(main)
+    text = log.read_text()
+    assert init["result"]["protocolVersion"] == "2025-06-18" and init["result"]["serverInfo"]["name"] == "emotion"
+    assert {"analyze_emotion", "start_emotion_session"} <= {t["name"] for t in listed["result"]["tools"]}
+    assert not short["result"]["isError"] and short["result"]["structuredContent"]["summary"]["label"], short
+    progress = [n["params"] for n in seen if n.get("method") == "notifications/progress"]
+    assert progress[0]["total"] > 1000 and progress[-1]["progress"] < progress[0]["total"]  # stopped, not finished
+    assert not any(n.get("id") == 3 and "result" in n and not n["result"].get("isError") for n in seen)
+    assert "stopped a model call at its next window: the caller went away" in text and "Traceback" not in text, text
+
+
+@pytest.mark.anyio
+async def test_a_call_over_its_time_budget_is_a_tool_error_through_the_server(tiny_checkpoint: Path, very_long_wav: Path):
+    from mcp import StdioServerParameters
+
+    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent),
+            "--max-duration", "1800", "--max-request-mb", "64", "--time-budget", "1"]  # fmt: skip
+    params = StdioServerParameters(command=emotion_mcp()[0], args=[*emotion_mcp()[1:], *args], env=server_env())
+    with anyio.fail_after(START_TIMEOUT_S * 2):
+        async with Client(params) as c:
+            over = await c.call_tool("analyze_emotion", {"audio_path": very_long_wav.name, **LONG_TRACE})
+            assert over.is_error
+            message = over.content[0].text
+            assert "ran past its time budget of 1 s and was stopped" in message and "--time-budget" in message, message
+            tools = await c.list_tools()  # still serving
+    assert tools.tools
 
 
 # --- nothing recorded is lost ------------------------------------------------------------------------
