@@ -5,8 +5,10 @@
 
 Once per invocation (one user turn) the middleware perceives the turn's audio, or takes the
 `reading` the caller passed, plans the reply on the speaker's own scale (with the agent's store,
-across conversations), and records both in the agent's state; at every model call of the turn
-(before and after tool calls) it adds the emotion context and the plan to the system message.
+across conversations), and records both in the agent's state (`emotion_history`, `strategy`); at
+every model call of the turn (before and after tool calls) it adds the emotion context and the plan
+to the system message. The turn's `audio` and `reading` are consumed as it is perceived, so a
+reading passed on the next turn is that turn's own, even when it equals this one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from emotion_tool.results import EmotionReading
 from .nodes import EmotionPerceptionNode, PlannerNode
 from .planning import PlanningConfig
 from .prompts import emotion_context, strategy_text
-from .state import DialoguePlan, EmotionTurn, TurnAudio, add_turns, history_of, plan_of, reading_of
+from .state import DialoguePlan, EmotionTurn, TurnAudio, add_turns, history_of, plan_of
 
 if TYPE_CHECKING:
     from emotion_tool import AnalysisOptions, EmotionRecognizer
@@ -47,7 +49,7 @@ class EmotionAgentState(AgentState):
     sample_rate: NotRequired[int | None]  # Hz of `audio` when it is an array of samples
     transcript: NotRequired[str | None]  # the user's words, when not in a message
     speaker: NotRequired[str]  # whose voice; their profile is kept across conversations
-    reading: NotRequired[EmotionReading | None]  # this turn's reading, perceived or passed in
+    reading: NotRequired[EmotionReading | None]  # a reading passed in for this turn; consumed as the turn is perceived
     emotion_history: NotRequired[Annotated[list[EmotionTurn], add_turns]]  # one entry per user turn
     strategy: NotRequired[DialoguePlan | None]  # this turn's plan
 
@@ -78,15 +80,18 @@ class EmotionMiddleware(AgentMiddleware[EmotionAgentState, Any, Any]):
                 raise ValueError(f"section must contain {field}, where the turn's context is filled in")
         self.recognizer = recognizer
         self.section = section
-        self._perceive = EmotionPerceptionNode(recognizer if recognizer is not None else _NoRecognizer(), options=options)
+        self._perceive = EmotionPerceptionNode(
+            recognizer if recognizer is not None else _NoRecognizer(), options=options, reading_consumed=True
+        )
         self._plan = PlannerNode(planning)
 
     def before_agent(self, state: EmotionAgentState, runtime: Any) -> dict[str, Any] | None:
         perceived = self._perceive(state)
         history = [*history_of(state), perceived["emotion_history"]]
         planned = self._plan({**state, **perceived, "emotion_history": history}, get_config(), runtime)
+        # The turn's inputs are consumed; its reading stays in `emotion_history` (and the plan).
         done = {key: None for key in ("audio", "sample_rate", "transcript") if state.get(key) is not None}
-        return {**perceived, **planned, **done}
+        return {**perceived, **planned, "reading": None, **done}
 
     async def abefore_agent(self, state: EmotionAgentState, runtime: Any) -> dict[str, Any] | None:
         # Reading audio is CPU-bound and store access may block: off the event loop.
@@ -106,9 +111,9 @@ class EmotionMiddleware(AgentMiddleware[EmotionAgentState, Any, Any]):
         plan = plan_of(request.state)
         if plan is None:
             return request
-        text = self.section.format(
-            emotion_context=emotion_context(reading_of(request.state), plan), strategy=strategy_text(plan)
-        )
+        history = history_of(request.state)
+        reading = history[-1].reading if history else None  # this turn's, perceived or passed in
+        text = self.section.format(emotion_context=emotion_context(reading, plan), strategy=strategy_text(plan))
         system = request.system_message
         content = f"{system.text}\n\n{text}" if system is not None and system.text else text
         return request.override(system_message=SystemMessage(content))

@@ -39,7 +39,8 @@ class EmotionPerceptionNode:
     Writes `reading` (the turn's `EmotionReading`, or None) and appends one `EmotionTurn` to the
     history. If the caller passed a new `reading` for the turn (a streaming analyser already read
     the audio), that reading is used and the audio is not analysed again. A `reading` equal to the
-    previous turn's is taken as left over from that turn, not as new input.
+    previous turn's is taken as left over from that turn, not as new input, unless `reading_consumed`
+    says the key is cleared after each turn.
 
     Audio stays in the state until something clears it (the ready agent's responder does, as the
     turn ends); clear it yourself in graphs without that responder, or each run reads it again.
@@ -61,6 +62,7 @@ class EmotionPerceptionNode:
         speaker_key: str = "speaker",
         reading_key: str = "reading",
         history_key: str = "emotion_history",
+        reading_consumed: bool = False,
     ):
         """
         Args:
@@ -70,6 +72,8 @@ class EmotionPerceptionNode:
                 instead of failing the run; the default skips clips too short to judge.
             audio_key, sample_rate_key, transcript_key, speaker_key: state keys read.
             reading_key, history_key: state keys written (`reading_key` is also read).
+            reading_consumed: the graph clears `reading_key` after each turn (`EmotionMiddleware`
+                does), so a reading found there is always this turn's, even one equal to the last.
         """
         self.recognizer = recognizer
         self.options = options
@@ -80,6 +84,7 @@ class EmotionPerceptionNode:
         self.speaker_key = speaker_key
         self.reading_key = reading_key
         self.history_key = history_key
+        self.reading_consumed = reading_consumed
 
     def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
         history = history_of(state, self.history_key)
@@ -90,7 +95,7 @@ class EmotionPerceptionNode:
             transcript=_user_words(state, transcript_key=self.transcript_key),
         )
         audio = state.get(self.audio_key)
-        if given is not None and (not history or given != history[-1].reading):
+        if given is not None and (self.reading_consumed or not history or given != history[-1].reading):
             entry = EmotionTurn(**turn, reading=given, source="precomputed")
         elif audio is not None:
             entry = self._analyze(audio, state.get(self.sample_rate_key), turn)

@@ -48,14 +48,15 @@ def test_agent_answers_with_the_emotion_context_in_its_system_message(recognizer
     assert any(isinstance(m, ToolMessage) and "left the warehouse" in m.content for m in out["messages"])
     # Perceived once; both model calls of the turn (before and after the tool) carried the context.
     assert len(out["emotion_history"]) == 1 and out["emotion_history"][0].source == "audio"
-    assert isinstance(out["reading"], EmotionReading) and out["reading"].label in LABELS
-    assert out["audio"] is None  # the turn's audio was consumed
+    heard = out["emotion_history"][0].reading
+    assert isinstance(heard, EmotionReading) and heard.label in LABELS
+    assert out["audio"] is None and out["reading"] is None  # the turn's inputs were consumed
     assert len(model.calls) == 2
     for prompt in model.calls:
         system = prompt[0]
         assert isinstance(system, SystemMessage)
         assert system.text.startswith("You are the support desk of a shop.")
-        assert f"- Emotion: {out['reading'].label}, confidence {out['reading'].confidence:.2f}" in system.text
+        assert f"- Emotion: {heard.label}, confidence {heard.confidence:.2f}" in system.text
         assert f"Dialogue strategy: {out['strategy'].name}" in system.text
         assert "random weights" in system.text  # the test checkpoint's caveat reaches the model
 
@@ -77,6 +78,44 @@ def test_words_against_voice_and_the_speaker_profile_across_threads():
                  config={"configurable": {"thread_id": "w2"}})  # fmt: skip
     assert load_profile(agent.store, "ben").turns == 2
     assert "(this speaker: 1 earlier turn, 4 needed" in model.calls[-1][0].text
+
+
+def test_the_same_reading_passed_on_two_turns_counts_for_both():
+    model = ToolCallingModel(messages=iter(()), answer="Sure.")
+    agent = agent_with(model)
+    calm = reading("neutral", 0.8, valence=0.26, arousal=0.3, dominance=0.4)  # a streaming analyser's two equal readings
+    for words in ("Hello.", "Are you still there?"):
+        out = agent.invoke({"messages": [HumanMessage(words)], "reading": calm, "speaker": "cleo"},
+                           config={"configurable": {"thread_id": "r1"}})  # fmt: skip
+    assert [t.source for t in out["emotion_history"]] == ["precomputed", "precomputed"]
+    assert [t.reading for t in out["emotion_history"]] == [calm, calm]
+    assert load_profile(agent.store, "cleo").turns == 2
+    assert "- Emotion: neutral, confidence 0.80" in model.calls[-1][0].text
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_async_agent_perceives_once_and_tells_every_model_call():
+    model = ToolCallingModel(messages=iter(()), script=[{"name": "order_status", "args": {"order_id": "B2"}}],
+                             answer="It is on its way.")  # fmt: skip
+    agent = agent_with(model)
+    angry = reading("angry", 0.8, valence=0.15, arousal=0.85)
+    config = {"configurable": {"thread_id": "a1"}}
+    out = await agent.ainvoke({"messages": [HumanMessage("Where is B2?")], "reading": angry, "speaker": "dan"}, config=config)
+    assert out["messages"][-1].content == "It is on its way."
+    assert any(isinstance(m, ToolMessage) and "Order B2" in m.content for m in out["messages"])
+    assert out["strategy"].name == "de-escalate" and [t.reading for t in out["emotion_history"]] == [angry]
+    assert len(model.calls) == 2  # before and after the tool call, both with the context
+    assert all("- Emotion: angry, confidence 0.80" in p[0].text and "Dialogue strategy: de-escalate" in p[0].text
+               for p in model.calls)  # fmt: skip
+    assert (await agent.aget_state(config)).values["reading"] is None
+    assert load_profile(agent.store, "dan").turns == 1
+    again = await agent.ainvoke({"messages": [HumanMessage("Hello?")], "reading": angry, "speaker": "dan"}, config=config)
+    assert len(again["emotion_history"]) == 2 and again["emotion_history"][-1].source == "precomputed"
 
 
 def test_audio_without_a_recognizer_is_a_clear_error(speech_wav):
