@@ -221,3 +221,49 @@ document.body.setAttribute("data-tip", document.getElementById("tip").style.disp
     label = first["reading"]["label"]
     assert "utterance 1" in tip and f"{label} {round(100 * first['reading']['probabilities'][label])}%" in tip, tip
     assert f"valence {first['reading']['valence']:.2f}" in tip
+
+
+def _window(start_s: float, end_s: float, *, uncertain: bool) -> dict:
+    reading = {"label": "neutral", "confidence": 1.0, "probabilities": {label: float(label == "neutral") for label in EMOTION_RGB},
+               "valence": 0.9, "arousal": 0.9, "dominance": 0.9, "uncertain": uncertain}  # fmt: skip
+    return {"start_s": start_s, "end_s": end_s, **reading}
+
+
+def drawn_flat(data: dict, tmp_path: Path, name: str) -> np.ndarray:
+    """The view's chart for `data` as grey levels, one pixel per unit of the view's coordinates (760 wide)."""
+    from PIL import Image
+
+    probe = f"""<script>
+render({script_literal(data)});
+document.querySelector("svg").style.cssText = "position:fixed;left:0;top:0;width:760px;height:auto;background:#fff";
+</script>"""
+    page = tmp_path / f"{name}.html"
+    page.write_text(view_html().replace("</body>", probe + "</body>"))
+    png = tmp_path / f"{name}.png"
+    done = run_chromium([f"--screenshot={png}", "--window-size=800,400", "--force-device-scale-factor=1", page.as_uri()], tmp_path / f"profile-{name}")
+    assert png.exists(), f"Chromium wrote no screenshot:\n{done.stderr[-2000:]}"
+    return np.asarray(Image.open(png).convert("L")).astype(int)
+
+
+@pytest.mark.clients
+def test_chromium_shades_uncertain_stretches_and_draws_boundaries(tmp_path: Path):
+    """Three windows over 10 s (the last uncertain), every dimension at 0.9: below the dimension lines the
+    lower panel is white but for the uncertain stretch's stripes and the dashed window boundaries."""
+    windows = [_window(0, 4, uncertain=False), _window(4, 7, uncertain=False), _window(7, 10, uncertain=True)]
+    data = {"duration_s": 10.0, "windows": windows, "segments": [], "summary": windows[0], "warnings": [], "random_weights": False}
+    grey = drawn_flat(data, tmp_path, "stretches")
+    x = lambda t: round(38 + t / 10 * 712)  # noqa: E731 (the view's time axis: LEFT 38, plot 712 wide)
+    rows = slice(235, 305)  # the lower panel (206..316) below the dimension lines at 0.9 (y 217)
+
+    def dark(t0: float, t1: float) -> int:
+        return int((grey[rows, x(t0) : x(t1)] < 190).sum())
+
+    # Uncertain stretch: stripes; a certain stretch of the same size: none (the grid line there is light).
+    assert dark(7.5, 9.5) > 300, f"the uncertain stretch is not shaded ({dark(7.5, 9.5)} dark pixels)"
+    assert dark(1.0, 3.0) == 0 and dark(4.5, 6.5) == 0, (dark(1.0, 3.0), dark(4.5, 6.5))
+    # The window boundary at 4 s: a dashed line, about every other pixel down the column; none at 2 s.
+    def dark_rows(t: float) -> int:
+        return int((grey[rows, x(t) - 1 : x(t) + 2] < 190).any(axis=1).sum())
+
+    boundary, control = dark_rows(4), dark_rows(2)
+    assert boundary > 20 and control == 0, f"boundary column: {boundary} dark rows, control column: {control}"
