@@ -36,7 +36,12 @@ from .words import words_against_voice
 
 
 class PlanningConfig(BaseModel):
-    """Thresholds and mappings of the planner. Values are on the model's 0..1 scales."""
+    """Thresholds and mappings of the planner.
+
+    Thresholds on valence and arousal (`*_z`, `valence_fall_sd`) are in standard deviations from the
+    speaker's usual level (`scale`), not on the 0..1 scales; `min_confidence` and `min_margin` are
+    probabilities. The defaults shared with the MCP prompt come from `emotion_tool.empathy.THRESHOLDS`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,8 +54,11 @@ class PlanningConfig(BaseModel):
         description="Readings whose top probability is lower are uncertain; None keeps the reading's own `uncertain` "
         "flag (the recognizer's AnalysisOptions.min_confidence)",
     )
+    # The rulebook's value and reason (EmpathyThresholds.min_margin): set by hand.
     min_margin: float = Field(default=THRESHOLDS.min_margin, description="Readings whose top-1 minus top-2 probability is lower are uncertain")
+    # Set by hand: twice the shortest audio the recognizer judges at all (AnalysisOptions.min_duration_s, 0.5 s).
     min_duration_s: float = Field(default=1.0, description="Readings of shorter stretches are uncertain (little evidence)")
+    # The rulebook's 1.5 sd: outside the central 87 % of a normal distribution (a convention).
     low_valence_z: float = Field(
         default=THRESHOLDS.low_valence_z, gt=0, description="Valence this many sd below the speaker's usual level counts as negative"
     )
@@ -60,23 +68,31 @@ class PlanningConfig(BaseModel):
     negative_labels: tuple[str, ...] = Field(
         default=THRESHOLDS.negative_labels, description="Labels that count as a negative state"
     )
+    # Set by hand: the trend reported beside the scale looks at the last few turns of this thread.
     baseline_turns: int = Field(default=5, ge=1, description="Most recent earlier readings the baseline averages")
     min_baseline_turns: int = Field(default=2, ge=1, description="Earlier readings needed before comparing with a baseline")
+    # 2 sd: outside the central 95 % of a normal distribution (a convention), stricter than the
+    # 1.5 sd that decides the strategy, since an event adds goals to the reply.
     arousal_rise_z: float = Field(
         default=2.0, gt=0, description="Arousal this many sd above the speaker's usual level flags arousal-rising"
     )
     valence_low_z: float = Field(
         default=2.0, gt=0, description="Valence this many sd below the speaker's usual level flags valence-low"
     )
+    # Set by hand: three readings are the fewest in which "falling turn after turn" means more than one step.
     valence_fall_turns: int = Field(
         default=3, ge=2, description="Consecutive readings (this one included) over which valence must keep falling"
     )
+    # The 1.5-sd convention, applied to the total drop over those turns.
     valence_fall_sd: float = Field(
         default=1.5, gt=0, description="Total valence drop over them, in the speaker's sd, that flags valence-falling"
     )
+    # Turns needed, floor on the sd and the population priors (their sources are in `agents.scale`
+    # and `emotion_tool.empathy.PopulationPriors`).
     scale: ScaleConfig = Field(
         default_factory=ScaleConfig, description="How a turn is put on the speaker's scale: turns needed, priors"
     )
+    # Set by hand: three confident negative turns in a row is a pattern rather than a moment.
     handover_turns: int | None = Field(
         default=3, ge=1, description="Consecutive confident negative readings that call for a person; None never hands over"
     )
@@ -261,7 +277,7 @@ def plan_dialogue(
         notes.append(
             f"Levels are judged against the model's population priors: only {scale.speaker_turns} earlier "
             f"reading{'s' if scale.speaker_turns != 1 else ''} of this speaker are known "
-            f"({scale.min_speaker_turns} needed for their own scale)."
+            f"({scale.min_speaker_turns} needed for their own scale). Priors used: {config.scale.priors.describe()}."
         )
     reasons = uncertainty(current, config)
     candidate = strategy_for(current.reading, config, scale)

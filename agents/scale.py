@@ -4,7 +4,8 @@ The published model uses a narrow part of its 0..1 scales, and where that part s
 speaker and the recording, so a fixed threshold ("valence at or below 0.35 is negative") fires for
 everything or for nothing. The planner therefore reads a turn as standard deviations away from the
 speaker's own running distribution (`SpeakerProfile`), and until enough of the speaker's turns are
-known, from the model's population priors (`PopulationPriors`).
+known, from the model's population priors (`PopulationPriors`, kept in the empathy rulebook
+`emotion_tool.empathy`, which judges a lone reading against the same priors).
 
 Profiles live in a LangGraph store, one namespace per speaker (`profile_namespace`), so a caller
 who rings back on a new thread is compared with what earlier conversations showed.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from emotion_tool.empathy import DimensionPrior, PopulationPriors
 from emotion_tool.results import EmotionReading
 
 from .state import DIMENSIONS, Scale
@@ -30,44 +32,17 @@ PROFILE_NAMESPACE = ("emotion_tool", "speakers")
 
 PROFILE_KEY = "profile"
 
-
-class DimensionPrior(BaseModel):
-    """Where one dimension of the model's outputs usually sits, and where the figures come from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mean: float = Field(ge=0.0, le=1.0, description="Typical value, 0..1")
-    sd: float = Field(gt=0.0, le=0.5, description="Typical spread (one standard deviation)")
-    source: str = Field(description="Where the figures come from; 'placeholder' when they are not measured")
-
-
-class PopulationPriors(BaseModel):
-    """The model's outputs over many speakers: the scale used until a speaker's own is known.
-
-    Defaults describe MERaLiON-SER-v1 as far as published reports go. Replace them with figures
-    measured on your own recordings (`SpeakerProfile` over a corpus gives mean and sd directly).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    valence: DimensionPrior = Field(
-        # Users of the published model report valence spanning about 0.12-0.41 on an acted English
-        # corpus; the mean is the middle of that span and the sd a quarter of it (the span read as
-        # about +-2 sd). Not measured here: no published weights are available to this package.
-        default=DimensionPrior(
-            mean=0.265, sd=0.0725, source="span 0.12-0.41 reported by users of the published model (acted English)"
-        ),
-        description="Valence prior",
-    )
-    arousal: DimensionPrior = Field(
-        # No published figures: the scale's midpoint and a sd of 0.15 stand in until measured.
-        default=DimensionPrior(mean=0.5, sd=0.15, source="placeholder: not measured on the published weights"),
-        description="Arousal prior",
-    )
-    dominance: DimensionPrior = Field(
-        default=DimensionPrior(mean=0.5, sd=0.15, source="placeholder: not measured on the published weights"),
-        description="Dominance prior",
-    )
+__all__ = [
+    "DimensionPrior",
+    "PopulationPriors",
+    "SpeakerProfile",
+    "ScaleConfig",
+    "scale_of",
+    "profile_namespace",
+    "load_profile",
+    "save_profile",
+    "label_shares",
+]
 
 
 class SpeakerProfile(BaseModel):
@@ -122,9 +97,14 @@ class ScaleConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # Chosen, not fitted: from 3 readings the true sd lies anywhere between about 0.5x and 6x the
+    # sample sd (95 % chi-square interval, 2 degrees of freedom), from 4 between 0.6x and 3.7x; the
+    # priors judge until a fourth reading is known.
     min_speaker_turns: int = Field(
         default=4, ge=2, description="Readings of a speaker needed before their own distribution replaces the priors"
     )
+    # Chosen: about a quarter of the valence prior's sd (0.0725), so a speaker heard in one steady
+    # mood still needs a move of 0.03 on the 0..1 scale (1.5 sd) before it counts.
     min_sd: float = Field(
         default=0.02,
         gt=0.0,
@@ -177,17 +157,6 @@ def load_profile(store: "BaseStore", speaker: str) -> SpeakerProfile | None:
 def save_profile(store: "BaseStore", profile: SpeakerProfile) -> None:
     """Writes `profile` under its speaker's namespace."""
     store.put(profile_namespace(profile.speaker), PROFILE_KEY, profile.model_dump(mode="json"))
-
-
-async def aload_profile(store: "BaseStore", speaker: str) -> SpeakerProfile | None:
-    """`load_profile` for async stores (a LangGraph server's)."""
-    item = await store.aget(profile_namespace(speaker), PROFILE_KEY)
-    return None if item is None else SpeakerProfile.model_validate(item.value)
-
-
-async def asave_profile(store: "BaseStore", profile: SpeakerProfile) -> None:
-    """`save_profile` for async stores."""
-    await store.aput(profile_namespace(profile.speaker), PROFILE_KEY, profile.model_dump(mode="json"))
 
 
 def label_shares(profile: SpeakerProfile) -> Mapping[str, float]:

@@ -1,35 +1,33 @@
 """The empathy rulebook: how a reading of the voice shapes a reply. One table every consumer reads.
 
-The LangGraph planner (`agents/planning.py`), its prompts (`agents/prompts.py`) and the MCP server's
-`empathetic_reply` prompt (`mcp_server/prompts.py`) all take their strategies, tone, wording and
-thresholds from here, so the agent and the assistant behind MCP meet a voice the same way.
-Pure Python: no model, no framework.
+The LangGraph planner (`agents/planning.py`), its prompts (`agents/prompts.py`), the MCP server's
+`empathetic_reply` prompt (`mcp_server/prompts.py`) and the voice-framework note
+(`emotion_tool/integrations/note.py`) all take their strategies, tone, wording and thresholds from
+here, so every consumer meets a voice the same way. No model, no framework.
 
-Thresholds (`EmpathyThresholds`) come in two kinds, one set of each:
-
-- speaker-relative, in standard deviations from the speaker's own level (`low_valence_z`,
-  `high_arousal_z`: 1.5 sd). The planner uses these: the model reads each speaker on a narrow,
-  speaker-dependent part of the 0..1 scale (`agents.scale` puts a turn on the speaker's scale,
-  starting from the model's population priors).
-- absolute, on the model's 0..1 scales (valence <= 0.35 negative, arousal >= 0.65 agitated), for a
-  lone reading with no history to compare with: the MCP prompt sees one analysis at a time. These are
-  the planner's former hand-set values; the MCP prompt used to carry a second copy (valence < 0.4,
-  arousal > 0.65), which this table replaces.
-
-Both kinds share `min_margin` (a top-1 lead under 0.10 is torn between two emotions) and the
-negative labels, and both feed the same rule, `choose_strategy`.
+The published model reads valence, arousal and dominance on a narrow part of its 0..1 scales
+(valence about 0.12-0.41 on acted English speech), so a fixed cut on that scale ("valence at or
+below 0.35 is negative") calls almost every reading negative. Levels are therefore judged in standard
+deviations from a usual level: the speaker's own, once the planner has heard enough of them
+(`agents.scale`), and otherwise the model's population priors (`PopulationPriors`), as for a lone
+reading (the MCP prompt, the voice note, a speaker's first turns). One set of thresholds
+(`EmpathyThresholds`) serves both; `choose_strategy` is the rule they feed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from .results import EmotionReading
 
 __all__ = [
     "StrategyName",
+    "DimensionPrior",
+    "PopulationPriors",
     "EmpathyThresholds",
     "Playbook",
     "STRATEGY_FOR_LABEL",
@@ -38,38 +36,104 @@ __all__ = [
     "OFFLINE_REPLIES",
     "choose_strategy",
     "reply_advice",
+    "describe_levels",
 ]
 
 StrategyName = Literal["de-escalate", "comfort", "reassure", "share-enthusiasm", "clarify", "neutral"]
 """How to meet the user: the dialogue strategies a reading can call for."""
 
+DIMENSIONS = ("valence", "arousal", "dominance")
+
+
+class DimensionPrior(BaseModel):
+    """Where one dimension of the model's outputs usually sits, and where the figures come from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mean: float = Field(ge=0.0, le=1.0, description="Typical value, 0..1")
+    sd: float = Field(gt=0.0, le=0.5, description="Typical spread (one standard deviation)")
+    source: str = Field(description="Where the figures come from; 'placeholder' when they are not measured")
+
+    def describe(self) -> str:
+        """E.g. "0.27 +- 0.07 (span 0.12-0.41 reported by users ...)"."""
+        return f"{self.mean:.2f} +- {self.sd:.2f} ({self.source})"
+
+
+class PopulationPriors(BaseModel):
+    """The model's outputs over many speakers: the scale of a lone reading, and of a speaker until
+    their own is known.
+
+    Defaults describe MERaLiON-SER-v1 as far as published reports go. Replace them with figures
+    measured on your own recordings (`agents.scale.SpeakerProfile` over a corpus gives mean and sd).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    valence: DimensionPrior = Field(
+        # Users of the published model report valence spanning about 0.12-0.41 on an acted English
+        # corpus; the mean is the middle of that span and the sd a quarter of it (the span read as
+        # about +-2 sd). Not measured here: no published weights are available to this package.
+        default=DimensionPrior(
+            mean=0.265, sd=0.0725, source="span 0.12-0.41 reported by users of the published model (acted English)"
+        ),
+        description="Valence prior",
+    )
+    arousal: DimensionPrior = Field(
+        # No published figures: the scale's midpoint and a sd of 0.15 stand in until measured.
+        default=DimensionPrior(mean=0.5, sd=0.15, source="placeholder: not measured on the published weights"),
+        description="Arousal prior",
+    )
+    dominance: DimensionPrior = Field(
+        default=DimensionPrior(mean=0.5, sd=0.15, source="placeholder: not measured on the published weights"),
+        description="Dominance prior",
+    )
+
+    def z(self, reading: EmotionReading) -> dict[str, float]:
+        """`reading`'s valence, arousal and dominance in standard deviations from the priors' means."""
+        return {d: (float(getattr(reading, d)) - getattr(self, d).mean) / getattr(self, d).sd for d in DIMENSIONS}
+
+    def describe(self) -> str:
+        """One line naming each prior and its source."""
+        return "; ".join(f"{d} {getattr(self, d).describe()}" for d in DIMENSIONS)
+
+
+POPULATION_PRIORS = PopulationPriors()
+"""The priors every consumer uses unless given others."""
+
 
 @dataclass(frozen=True)
 class EmpathyThresholds:
-    """When a reading counts as negative, agitated or torn. Values are on the model's 0..1 scales."""
+    """When a reading counts as negative, agitated or torn.
 
-    low_valence_z: float = 1.5  # valence this many sd below the speaker's usual level counts as negative
-    high_arousal_z: float = 1.5  # arousal this many sd above the speaker's usual level counts as agitated
-    low_valence: float = 0.35  # a lone reading: valence at or below this counts as negative
-    high_arousal: float = 0.65  # a lone reading: arousal at or above this counts as agitated
+    Valence and arousal thresholds are in standard deviations from a usual level (the speaker's,
+    or `priors` for a lone reading), not on the 0..1 scales; `min_margin` is a probability.
+    """
+
+    # |z| >= 1.5 lies outside the central 87 % of a normal distribution: a convention for "clearly
+    # unusual", not fitted to data. On the valence prior it puts "negative" at or below 0.16.
+    low_valence_z: float = 1.5  # valence this many sd below the usual level counts as negative
+    high_arousal_z: float = 1.5  # arousal this many sd above the usual level counts as agitated (same convention)
+    # Set by hand: two emotions within 0.10 of each other are too close to act on (the recognizer's
+    # own `uncertain` flag, from AnalysisOptions.min_confidence or a calibration, is checked too).
     min_margin: float = 0.10  # top-1 minus top-2 probability below this: torn between two emotions (uncertain)
     negative_labels: tuple[str, ...] = ("angry", "sad", "fearful", "disgusted")  # labels that count as a negative state
+    priors: PopulationPriors = field(default=POPULATION_PRIORS)  # the usual level of a lone reading (no speaker history)
 
     def __post_init__(self) -> None:
-        for name in ("low_valence", "high_arousal", "min_margin"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is on the 0..1 scale, got {getattr(self, name)}")
+        if not 0.0 <= self.min_margin <= 1.0:
+            raise ValueError(f"min_margin is a probability on the 0..1 scale, got {self.min_margin}")
         for name in ("low_valence_z", "high_arousal_z"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} is a positive number of standard deviations, got {getattr(self, name)}")
 
-    def is_negative(self, reading: EmotionReading) -> bool:
-        """Valence at or below `low_valence`."""
-        return reading.valence <= self.low_valence
+    def is_negative(self, reading: EmotionReading, z: Mapping[str, float] | None = None) -> bool:
+        """Valence `low_valence_z` sd or more below the usual level: `z` (the reading on the speaker's
+        scale) when given, else the population priors."""
+        return (self.priors.z(reading) if z is None else z)["valence"] <= -self.low_valence_z
 
-    def is_agitated(self, reading: EmotionReading) -> bool:
-        """Arousal at or above `high_arousal`."""
-        return reading.arousal >= self.high_arousal
+    def is_agitated(self, reading: EmotionReading, z: Mapping[str, float] | None = None) -> bool:
+        """Arousal `high_arousal_z` sd or more above the usual level (`z` or the priors, as `is_negative`)."""
+        return (self.priors.z(reading) if z is None else z)["arousal"] >= self.high_arousal_z
 
     def is_torn(self, reading: EmotionReading) -> bool:
         """The reading's own `uncertain` flag, or a runner-up closer than `min_margin`."""
@@ -173,6 +237,10 @@ LABEL_ADVICE: Mapping[str, str] = {
 }
 UNSURE_ADVICE = "Keep your tone neutral and kind; adapt only if their words point the same way. "
 AGITATED_ADVICE = " They sound agitated and negative: keep sentences short and calm."
+LOW_ADVICE = (
+    "Their voice sounds low, well below the model's usual level: be gentle and unhurried, and make room for how "
+    "they feel before offering help."
+)
 PLAIN_ADVICE = "Reply to what they said, in a plain, friendly tone."
 
 OFFLINE_REPLIES: Mapping[StrategyName, str] = {
@@ -199,7 +267,7 @@ def choose_strategy(
 
     The label decides through `strategies`; for other labels (neutral, or labels of a custom
     checkpoint) valence and arousal decide: negative and agitated → de-escalate, negative → comfort.
-    Callers say what negative and agitated mean: on the speaker's scale (the planner) or absolutely.
+    Callers judge negative and agitated with `EmpathyThresholds`, on the speaker's scale or the priors.
     """
     if label in strategies:
         return strategies[label]
@@ -208,14 +276,44 @@ def choose_strategy(
     return "neutral"
 
 
-def reply_advice(reading: EmotionReading | None, *, thresholds: EmpathyThresholds = THRESHOLDS) -> str:
-    """One instruction on how to adapt a reply to `reading` (None: no usable reading)."""
+def reply_advice(
+    reading: EmotionReading | None, *, thresholds: EmpathyThresholds = THRESHOLDS, z: Mapping[str, float] | None = None
+) -> str:
+    """One instruction on how to adapt a reply to `reading` (None: no usable reading).
+
+    Valence and arousal are judged by `thresholds` against `z` (the reading on the speaker's own
+    scale) when given, else against the population priors.
+    """
     if reading is None:
         return PLAIN_ADVICE
+    negative = thresholds.is_negative(reading, z)
     advice = LABEL_ADVICE.get(reading.label, LABEL_ADVICE["neutral"])
+    if negative and reading.label not in STRATEGY_FOR_LABEL:  # as `choose_strategy`: a low voice calls for comfort
+        advice = LOW_ADVICE
     if thresholds.is_torn(reading):
         advice = UNSURE_ADVICE + advice
     # Anger's advice already asks for short, calm sentences.
-    if thresholds.is_agitated(reading) and thresholds.is_negative(reading) and reading.label != "angry":
+    if negative and thresholds.is_agitated(reading, z) and reading.label != "angry":
         advice += AGITATED_ADVICE
     return advice
+
+
+def describe_levels(reading: EmotionReading, *, thresholds: EmpathyThresholds = THRESHOLDS) -> str:
+    """One sentence for an LLM: valence and arousal against the model's usual level (the priors), in sd."""
+    z = thresholds.priors.z(reading)
+    valence = (
+        "clearly low: the voice sounds negative"
+        if thresholds.is_negative(reading)
+        else "clearly high" if z["valence"] >= thresholds.low_valence_z else "within the usual range"
+    )
+    arousal = (
+        "clearly high: the voice sounds agitated"
+        if thresholds.is_agitated(reading)
+        else "clearly low" if z["arousal"] <= -thresholds.high_arousal_z else "within the usual range"
+    )
+    p = thresholds.priors
+    return (
+        "The model's outputs sit in a narrow band, so judge them against its usual level, not the 0..1 scale: "
+        f"valence is {z['valence']:+.1f} sd from its usual {p.valence.mean:.2f} ({valence}), "
+        f"arousal {z['arousal']:+.1f} sd from its usual {p.arousal.mean:.2f} ({arousal})."
+    )

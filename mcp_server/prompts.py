@@ -1,6 +1,9 @@
 """The `empathetic_reply` prompt: how the user sounds, said with its uncertainty, and how to reply.
 
-The advice and its thresholds come from the empathy rulebook, `emotion_tool.empathy`.
+The advice, its wording and its thresholds come from the empathy rulebook, `emotion_tool.empathy`.
+The prompt sees one reading and no history of the speaker, so valence and arousal are judged
+against the model's population priors, in standard deviations, as the agents' planner judges a
+speaker's first turns.
 """
 
 from __future__ import annotations
@@ -9,10 +12,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from emotion_tool.empathy import THRESHOLDS, reply_advice
+from emotion_tool.empathy import THRESHOLDS, describe_levels, reply_advice
 from emotion_tool.results import EmotionAnalysis, EmotionReading, UtteranceReading
 
 from .sessions import SessionSummary, SessionTrace
+
 
 @dataclass(frozen=True)
 class _Perception:
@@ -77,6 +81,7 @@ def describe_perception(p: _Perception) -> str:
         f"(probability {r.confidence:.2f}; valence {r.valence:.2f} where 0 is negative and 1 positive, "
         f"arousal {r.arousal:.2f} where 0 is calm and 1 agitated, dominance {r.dominance:.2f})."
     ]
+    lines.append(describe_levels(r))
     if THRESHOLDS.is_torn(r):
         lines.append(
             f"This reading is uncertain: {r.label} is only slightly ahead"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.planning import PLAYBOOK, PlanningConfig, baseline_trend, detect_events, plan_dialogue, strategy_for
+from emotion_tool.empathy import THRESHOLDS, choose_strategy
 from agents.prompts import OFFLINE_HANDOVER, OFFLINE_REPLIES, offline_reply
 from agents.state import EmotionTurn
 from emotion_tool import LABELS, EmotionReading
@@ -48,6 +49,18 @@ def test_each_emotion_maps_to_its_strategy(label):
     assert plan.goals[: len(PLAYBOOK[plan.name].goals)] == list(PLAYBOOK[plan.name].goals)
     assert plan.tone == PLAYBOOK[plan.name].tone
     assert offline_reply(plan) == OFFLINE_REPLIES[plan.name]
+
+
+def test_a_first_turn_and_a_lone_reading_follow_one_rule():
+    # A first turn (no history: the population priors) and a lone reading (the MCP prompt, the voice
+    # note) go through the same thresholds, on narrow-band readings like the published model's.
+    for valence in (0.12, 0.15, 0.17, 0.26, 0.35, 0.41):
+        for arousal in (0.3, 0.5, 0.8):
+            r = reading("neutral", valence=valence, arousal=arousal)
+            lone = choose_strategy(r.label, negative=THRESHOLDS.is_negative(r), agitated=THRESHOLDS.is_agitated(r))
+            assert plan_dialogue(EmotionTurn(turn=1, reading=r, source="audio", speech_s=2.5)).name == lone
+    assert not THRESHOLDS.is_negative(reading(valence=0.26)) and THRESHOLDS.is_negative(reading(valence=0.12))
+    assert PlanningConfig().low_valence_z == THRESHOLDS.low_valence_z and PlanningConfig().scale.priors == THRESHOLDS.priors
 
 
 def test_neutral_label_is_judged_by_valence_and_arousal():

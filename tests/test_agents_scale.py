@@ -35,7 +35,7 @@ class NoAnalysis:
         raise AssertionError("the audio was analysed although a reading was given")
 
 
-def test_third_conversation_starts_with_the_baseline_of_the_first_two(tmp_path):
+def test_third_conversation_starts_with_the_baseline_of_the_first_two_and_flags_against_it(tmp_path):
     db = tmp_path / "agent.sqlite"
     first = [narrow(i) for i in range(3)]
     second = [narrow(i) for i in range(3, 5)]
@@ -59,8 +59,17 @@ def test_third_conversation_starts_with_the_baseline_of_the_first_two(tmp_path):
         assert scale.mean[dim] == pytest.approx(both[:, k].mean())
         assert scale.sd[dim] == pytest.approx(max(both[:, k].std(ddof=1), ScaleConfig().min_sd))
     assert "on this speaker's own scale (5 earlier turns)" in out["strategy"].scale.describe()
+    # In the third conversation, a turn at this speaker's usual level is not flagged...
+    assert out["strategy"].events == [] and out["strategy"].name == "neutral"
+    # ...and one well above it is, though the population priors alone would not flag it.
+    tense = reading("neutral", 0.8, valence=0.25, arousal=0.40, dominance=0.40, t=6.0)
+    assert scale_of(tense, None).z["arousal"] < PlanningConfig().arousal_rise_z
+    out = graph.invoke({"reading": tense, "speaker": "caller-7"}, config=thread("third"))
+    assert out["strategy"].scale.source == "speaker" and out["strategy"].scale.speaker_turns == 6
+    assert [e.kind for e in out["strategy"].events] == ["arousal-rising"]
+    assert "from this speaker's usual level of 0.30" in out["strategy"].events[0].detail
     profile = load_profile(graph.store, "caller-7")
-    assert profile.turns == 6 and profile.labels == {"neutral": 6}
+    assert profile.turns == 7 and profile.labels == {"neutral": 7}
     assert load_profile(graph.store, "someone-else").turns == 1
     graph.checkpointer.conn.close()
     graph.store.conn.close()
@@ -92,6 +101,9 @@ def test_population_priors_judge_until_enough_turns_and_say_so():
     assert plan.scale.source == "population" and plan.scale.speaker_turns == 2
     assert plan.scale.mean["valence"] == PopulationPriors().valence.mean
     assert any("population priors" in n and "4 needed" in n for n in plan.notes)
+    # The note names the priors used and where their figures come from.
+    assert any("Priors used: valence 0.27 +- 0.07 (span 0.12-0.41 reported by users" in n
+               and "arousal 0.50 +- 0.15 (placeholder: not measured" in n for n in plan.notes)  # fmt: skip
     # The priors and the turns needed are configuration.
     mine = PlanningConfig(scale=ScaleConfig(min_speaker_turns=2))
     assert plan_dialogue(current, few, mine).scale.source == "speaker"

@@ -232,6 +232,19 @@ def test_prompt_states_uncertainty_honestly():
     assert "reads the voice as neutral" in empathetic_reply_text("fine", running.model_dump_json())
 
 
+def test_prompt_judges_a_narrow_band_reading_against_the_model_priors():
+    # The published model's valence sits at about 0.12-0.41: 0.30 is a typical reading, 0.12 a clearly low one.
+    typical = empathetic_reply_text("It's about my order.", _reading("neutral", 0.7, valence=0.30, arousal=0.80).model_dump_json())
+    assert "valence is +0.5 sd from its usual 0.27 (within the usual range)" in typical
+    assert "clearly high: the voice sounds agitated" in typical
+    assert "negative" not in typical.split("How to reply:")[1] and "sounds low" not in typical
+    low = empathetic_reply_text("It's about my order.", _reading("neutral", 0.7, valence=0.12, arousal=0.80).model_dump_json())
+    assert "valence is -2.0 sd from its usual 0.27 (clearly low: the voice sounds negative)" in low
+    assert "voice sounds low" in low and "agitated and negative" in low
+    quiet = empathetic_reply_text("ok", _reading("neutral", 0.7, valence=0.12, arousal=0.50).model_dump_json())
+    assert "voice sounds low" in quiet and "agitated and negative" not in quiet
+
+
 # --- streaming sessions --------------------------------------------------------------------------------
 
 
