@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.metadata
 import os
 import threading
+import warnings
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
@@ -57,15 +59,39 @@ class _ServedGraph(CompiledStateGraph):
     """The compiled agent, keeping its checkpoint allowlist when the server copies it.
 
     Under LANGGRAPH_STRICT_MSGPACK=true, `compile()` derives the types a checkpoint may revive
-    from the state's type hints (our readings, turns and plans among them). A LangGraph server
-    copies the graph for every run with `Pregel.copy()`, which (langgraph 1.2) rebuilds it
-    without that list, so the server would read our state types back as plain dicts.
+    from the state's type hints (our readings, turns and plans among them) and keeps them in the
+    private `_serde_allowlist`. A LangGraph server copies the graph for every run with
+    `Pregel.copy()`, which (langgraph 1.2) rebuilds it without that list, so the server would read
+    our state types back as plain dicts. Langgraph versions without the attribute are left as they are.
     """
 
     def copy(self, update: dict | None = None) -> "_ServedGraph":
         clone = super().copy(update)
-        clone._serde_allowlist = self._serde_allowlist
+        allowlist = getattr(self, "_serde_allowlist", None)
+        if allowlist is not None and getattr(clone, "_serde_allowlist", None) is None:
+            clone._serde_allowlist = allowlist
         return clone
+
+
+def _served(graph: CompiledStateGraph) -> _ServedGraph:
+    """`graph` as a `_ServedGraph` (the same object), warning when this langgraph keeps no allowlist."""
+    if not hasattr(graph, "_serde_allowlist"):  # None is fine: strict checkpoints are off
+        warnings.warn(
+            f"langgraph {_langgraph_version()} keeps no checkpoint allowlist on the compiled graph "
+            "(`_serde_allowlist`): with LANGGRAPH_STRICT_MSGPACK=true the server may read readings, turns and plans "
+            "back as plain dicts. Install a langgraph that keeps it (1.2 does: pip install 'langgraph~=1.2.0') or "
+            "unset LANGGRAPH_STRICT_MSGPACK",
+            stacklevel=2,
+        )
+    graph.__class__ = _ServedGraph  # the same graph; only `copy` changes (as build_empathic_agent does for turns)
+    return graph
+
+
+def _langgraph_version() -> str:
+    try:
+        return importlib.metadata.version("langgraph")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 def build_graph() -> CompiledStateGraph:
@@ -81,9 +107,7 @@ def build_graph() -> CompiledStateGraph:
                 operating_point=os.environ.get("EMOTION_TOOL_OPERATING_POINT") or None,
             )
             graph = build_empathic_agent(recognizer, chat_model=chat_model_from_env(), checkpointer=False, store=False)
-            attrs = {k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_serde_allowlist")}
-            _graph = _ServedGraph(**attrs)
-            _graph._serde_allowlist = graph._serde_allowlist
+            _graph = _served(graph)
         return _graph
 
 

@@ -124,3 +124,27 @@ def test_langgraph_dev_serves_two_turns_with_schemas(server, speech_wav: Path):
     text = log.read_text()
     for problem in ("unregistered type", "Blocked deserialization", "BlockingError", "Failed to get", "Traceback"):
         assert problem not in text, f"{problem!r} in the server's log:\n{text[-4000:]}"
+
+
+class _ReadingsOnly:
+    random_weights = False
+
+
+def test_served_graph_keeps_its_allowlist_in_copies_and_degrades_without_one(monkeypatch):
+    from langgraph._internal import _serde
+
+    from agents import build_empathic_agent
+    from agents.serve import _served
+
+    monkeypatch.setattr(_serde, "STRICT_MSGPACK_ENABLED", True)  # as LANGGRAPH_STRICT_MSGPACK=true in langgraph.json
+    graph = build_empathic_agent(_ReadingsOnly(), checkpointer=False, store=False)
+    allowlist = graph._serde_allowlist
+    assert any("EmotionTurn" in entry for entry in allowlist)  # the state's own types, derived at compile
+    assert _served(graph).copy()._serde_allowlist == allowlist  # what the server's copy for each run keeps
+
+    bare = build_empathic_agent(_ReadingsOnly(), checkpointer=False, store=False)
+    del bare._serde_allowlist  # a langgraph that keeps no such attribute
+    with pytest.warns(UserWarning, match=r"keeps no checkpoint allowlist .*unset LANGGRAPH_STRICT_MSGPACK"):
+        served = _served(bare)
+    out = served.copy().invoke({"reading": reading("sad"), "transcript": "hello"})
+    assert out["strategy"].name == "comfort" and out["messages"][-1].type == "ai"
