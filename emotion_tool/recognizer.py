@@ -87,6 +87,31 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype = "auto") -> torch
     return torch.float32
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A decoded recording and the windows `analyze` reads from it, before any is read."""
+
+    wav: np.ndarray  # (n,) 16 kHz float32
+    duration_s: float
+    speech: list[tuple[int, int]]  # spans of speech (sample spans)
+    speech_s: float
+    warnings: list[str]
+    planned: list[tuple[int, int]]  # windows of at most 30 s tiling the audio (sample spans)
+    windows: list[tuple[int, int]]  # those read for the summary (with speech, if any has)
+    weights: list[float]  # seconds of speech in each of `windows`
+    trace_windows: list[tuple[int, int]]
+    trace_ratio: list[float]  # speech share of each trace window
+    trace_read: list[tuple[int, int]]  # trace windows with enough speech to read
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """What is read, in the order of the readings: `windows`, then `trace_read`."""
+        return self.windows + self.trace_read
+
+    def chunks(self) -> list[np.ndarray]:
+        return [self.wav[s:e] for s, e in self.spans]
+
+
 class EmotionRecognizer:
     """Reads emotions from speech with MERaLiON-SER-v1 (or a checkpoint of the same network).
 
@@ -347,6 +372,59 @@ class EmotionRecognizer:
             o = replace(o, **overrides)
         if name is None and isinstance(audio, (str, os.PathLike)):
             name = os.fspath(audio)
+        plan = self._plan(audio, sample_rate, o, name)
+        if o.trace and o.trace_mode == "shared-encoder":
+            _, probs, dims = self._read_shared(plan.wav, plan.planned, plan.windows, plan.trace_read, o, progress)
+        else:
+            _, probs, dims = self._read(plan.chunks(), batch_size=self._batch_size(o), context=o.context, progress=progress)
+        return self._assemble(plan, probs, dims, o, name)
+
+    def analyze_batch(
+        self,
+        audios: Sequence[AudioInput],
+        *,
+        sample_rate: int | None = None,
+        names: Sequence[str | None] | None = None,
+        options: AnalysisOptions | None = None,
+    ) -> list[EmotionAnalysis | AudioError | ValueError]:
+        """Analyses several recordings, their windows read together in batches of `options.batch_size`
+        (so short clips fill a GPU's batches); each analysis equals `analyze`'s of that recording, up
+        to the float rounding of a different batch.
+
+        Returns:
+            For each recording, its analysis, or the error `analyze` would raise for it (AudioError:
+            empty, undecodable, too short or too long; ValueError: a trace over its window budget).
+        """
+        o = options or self.options
+        names = list(names) if names is not None else [None] * len(audios)
+        if len(names) != len(audios):
+            raise ValueError(f"names has {len(names)} entries for {len(audios)} recordings; give one per recording")
+        results: list[EmotionAnalysis | AudioError | ValueError] = []
+        plans: list[tuple[int, _Plan]] = []
+        for i, (audio, name) in enumerate(zip(audios, names)):
+            if name is None and isinstance(audio, (str, os.PathLike)):
+                names[i] = name = os.fspath(audio)
+            try:
+                plans.append((i, self._plan(audio, sample_rate, o, name)))
+                results.append(None)  # type: ignore[arg-type]  # filled below
+            except (AudioError, ValueError) as e:  # this recording's own problem
+                results.append(e)
+        if o.trace and o.trace_mode == "shared-encoder":  # one shared pass per recording: nothing to pool
+            for i, plan in plans:
+                _, probs, dims = self._read_shared(plan.wav, plan.planned, plan.windows, plan.trace_read, o, None)
+                results[i] = self._assemble(plan, probs, dims, o, names[i])
+            return results
+        chunks = [c for _, plan in plans for c in plan.chunks()]
+        _, probs, dims = self._read(chunks, batch_size=self._batch_size(o), context=o.context)
+        start = 0
+        for i, plan in plans:
+            end = start + len(plan.spans)
+            results[i] = self._assemble(plan, probs[start:end], dims[start:end], o, names[i])
+            start = end
+        return results
+
+    def _plan(self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None) -> _Plan:
+        """Decodes a recording and plans its windows (nothing read yet); raises what `analyze` raises."""
         wav = load_audio(audio, sample_rate=sample_rate, max_duration_s=o.max_duration_s, name=name)
         duration_s = wav.shape[0] / SAMPLE_RATE
         if duration_s < o.min_duration_s:
@@ -382,12 +460,12 @@ class EmotionRecognizer:
         trace_windows = plan_trace(wav.shape[0], window_s=o.window_s, hop_s=o.hop_s) if o.trace else []
         trace_ratio = [speech_seconds(speech, s, e) / ((e - s) / SAMPLE_RATE) for s, e in trace_windows]
         trace_read = [w for w, r in zip(trace_windows, trace_ratio) if r >= o.min_speech_ratio]
+        return _Plan(wav, duration_s, speech, speech_s, warnings, planned, windows, weights, trace_windows, trace_ratio, trace_read)
 
-        spans = windows + trace_read
-        if o.trace and o.trace_mode == "shared-encoder":
-            _, probs, dims = self._read_shared(wav, planned, windows, trace_read, o, progress)
-        else:
-            _, probs, dims = self._read([wav[s:e] for s, e in spans], batch_size=self._batch_size(o), context=o.context, progress=progress)
+    def _assemble(self, plan: _Plan, probs: np.ndarray, dims: np.ndarray, o: AnalysisOptions, name: str | None) -> EmotionAnalysis:
+        """The analysis from the planned recording's readings: rows of `probs`/`dims` follow `plan.spans`."""
+        duration_s, speech_s, spans, windows, weights = plan.duration_s, plan.speech_s, plan.spans, plan.windows, plan.weights
+        trace_windows, trace_ratio, trace_read, warnings = plan.trace_windows, plan.trace_ratio, plan.trace_read, list(plan.warnings)
         threshold = self._threshold(o)
 
         def reading(i: int) -> EmotionReading:
@@ -407,7 +485,7 @@ class EmotionRecognizer:
             min_confidence=threshold,
         )
         window_readings = [reading(i) for i in range(n)]
-        if not speech:  # the network still names an emotion for silence or noise: never let it look confident
+        if not plan.speech:  # the network still names an emotion for silence or noise: never let it look confident
             summary = summary.model_copy(update={"uncertain": True})
             window_readings = [r.model_copy(update={"uncertain": True}) for r in window_readings]
         read_at = {span: n + j for j, span in enumerate(trace_read)}
@@ -488,10 +566,14 @@ class EmotionRecognizer:
         for idx in self._batches([len(c) for c in chunks], batch_size, context):
             with self._lock, torch.inference_mode():
                 hidden = self._encode([chunks[i] for i in idx], context)
-                out = self.model.heads(self.model.embed(hidden.to(self.dtype)))
-                logits[idx] = out.logits.float().cpu().numpy()
-                probs[idx] = self._softmax(out.logits).cpu().numpy()
-                dims[idx] = out.dims.float().cpu().numpy()
+                # Pooling and heads one window at a time: their kernels round differently with the batch's
+                # size, and a window's reading should not depend on the windows beside it (they cost
+                # little next to the encoder).
+                outs = [self.model.heads(self.model.embed(hidden[b : b + 1].to(self.dtype))) for b in range(len(idx))]
+                out_logits = torch.cat([o.logits for o in outs])
+                logits[idx] = out_logits.float().cpu().numpy()
+                probs[idx] = self._softmax(out_logits).cpu().numpy()
+                dims[idx] = torch.cat([o.dims for o in outs]).float().cpu().numpy()
             done += len(idx)
             if progress is not None:
                 progress(done, len(chunks))
@@ -542,6 +624,11 @@ class EmotionRecognizer:
             if progress is not None:
                 progress(done, len(needed))
         return logits, probs, dims
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass with the recognizer's options (unless they say: 1 on the CPU, 8 on a GPU)."""
+        return self._batch_size(self.options)
 
     def _batch_size(self, o: AnalysisOptions) -> int:
         if o.batch_size is not None:
