@@ -3,8 +3,8 @@
     run_batch(loader, collect_items(["calls/**/*.wav"]), "readings.parquet")
 
 Decoding runs in worker processes while the model runs in this one, so neither waits for the other.
-Every recording goes through `EmotionRecognizer.analyze`, so a row holds exactly what `analyze`
-returns at the same operating point. The table layout (one row per recording, and with a trace one
+Recordings go through `EmotionRecognizer.analyze_batch`, several at a time where the device batches
+windows (a GPU), so a row holds what `analyze` returns at the same operating point. The table layout (one row per recording, and with a trace one
 per trace segment, told apart by `kind`) is documented in the README's "Batch analysis" section;
 `emotion_tool.batch_ray` runs the same analysis on a Ray cluster and writes the same table.
 """
@@ -17,7 +17,9 @@ import glob
 import json
 import multiprocessing
 import os
+import stat
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,7 @@ class BatchOptions:
     workers: int = 1  # decoding processes; 0 decodes in the model's process (no overlap)
     prefetch: int = 8  # decoded recordings that may wait for the model (bounds memory: each is its full waveform)
     rows_per_part: int = 64  # Parquet: recordings per part file, i.e. at most this many are lost to a kill; JSON Lines flushes every recording
-    threads: int | None = None  # torch threads for the model during the run; None keeps torch's (all cores). With workers on a CPU-only machine, cores minus workers avoids oversubscription (readings then differ from a default-thread `analyze` by float rounding only)
+    threads: int | None = None  # torch threads for the model during the run; None: on the CPU, this process's cores minus `workers` (at least 1), so decoding and the model do not oversubscribe the cores (readings then differ from a default-thread `analyze` by float rounding only); on a GPU, torch's
     progress: bool = True  # a progress bar on stderr with recordings/s, audio hours per hour and the time left
 
     def __post_init__(self) -> None:
@@ -167,21 +169,21 @@ def columns(labels: Sequence[str]) -> list[tuple[str, str]]:
         ("start_s", "float"), ("end_s", "float"), ("duration_s", "float"), ("speech_ratio", "float"),
         ("is_speech", "bool"), ("label", "string"), ("confidence", "float"), ("margin", "float"), ("uncertain", "bool"),
         *[(f"p_{name}", "float") for name in labels], *[(d, "float") for d in DIMENSIONS],
-        ("reference_label", "string"), ("operating_point", "string"), ("model_id", "string"),
+        ("reference_label", "string"), ("operating_point", "string"), ("calibration", "string"), ("model_id", "string"),
         ("random_weights", "bool"), ("warnings", "strings"), ("error", "string"),
     ]  # fmt: skip
 
 
 def analysis_rows(
     item: ManifestItem, analysis: "EmotionAnalysis | None", *, error: str | None, labels: Sequence[str],
-    operating_point: str, model_id: str, random_weights: bool,
+    operating_point: str, model_id: str, random_weights: bool, calibration: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The item's rows: its trace segments (if any), then the recording row. Times are seconds from
     the start of the file; readings absent (None) where there is none."""
     base = {name: None for name, _ in columns(labels)}
     base.update(
         key=item_key(item), audio=str(item.audio), reference_label=item.label, operating_point=operating_point,
-        model_id=model_id, random_weights=random_weights, warnings=[], error=error,
+        calibration=calibration, model_id=model_id, random_weights=random_weights, warnings=[], error=error,
     )  # fmt: skip
     offset = item.start_s or 0.0
     if analysis is None:
@@ -208,20 +210,47 @@ def analysis_rows(
     return rows
 
 
+def calibration_name(rec: "EmotionRecognizer") -> str | None:
+    """The `calibration` column: the calibration's file name and SHA-256 prefix, or None without one."""
+    note = rec.info().calibration
+    return None if note is None else f"{note.source} (sha256 {note.sha256})"
+
+
 def analyze_item(rec: "EmotionRecognizer", item: ManifestItem, decoded: np.ndarray | str) -> list[dict[str, Any]]:
-    """Rows for one decoded item (or its decoding error), through the recognizer's `analyze`."""
-    analysis, error = None, None
-    if isinstance(decoded, str):
-        error = decoded
-    else:
-        try:
-            analysis = rec.analyze(decoded, sample_rate=SAMPLE_RATE, name=str(item.audio))
-        except Exception as e:  # too short, or anything else this one recording triggers: its row says so
-            error = _error_text(e)
-    return analysis_rows(
-        item, analysis, error=error, labels=rec.labels, operating_point=rec.operating_point(),
-        model_id=rec.model_id, random_weights=rec.random_weights,
+    """Rows for one decoded item (or its decoding error), as `analyze` reads it."""
+    return analyze_items(rec, [(item, decoded)])[0]
+
+
+def analyze_items(rec: "EmotionRecognizer", decoded: Sequence[tuple[ManifestItem, np.ndarray | str]]) -> list[list[dict[str, Any]]]:
+    """Rows for each decoded item (or its decoding error), the waveforms read together by the
+    recognizer's `analyze_batch` (its windows batched across recordings)."""
+    wavs = [(i, d) for i, (_, d) in enumerate(decoded) if not isinstance(d, str)]
+    outcome: dict[int, Any] = {i: d for i, (_, d) in enumerate(decoded) if isinstance(d, str)}
+    names = [str(decoded[i][0].audio) for i, _ in wavs]
+    try:
+        results = rec.analyze_batch([w for _, w in wavs], sample_rate=SAMPLE_RATE, names=names) if wavs else []
+    except Exception:  # something in the batch failed as a whole: read each alone, so only its own row says so
+        results = []
+        for (_, wav), name in zip(wavs, names):
+            try:
+                results.append(rec.analyze(wav, sample_rate=SAMPLE_RATE, name=name))
+            except Exception as e:  # anything this one recording triggers belongs to its row
+                results.append(e)
+    outcome.update({i: r for (i, _), r in zip(wavs, results)})
+    common = dict(
+        labels=rec.labels, operating_point=rec.operating_point(), calibration=calibration_name(rec), model_id=rec.model_id,
+        random_weights=rec.random_weights,
     )  # fmt: skip
+    rows = []
+    for i, (item, _) in enumerate(decoded):
+        r = outcome[i]
+        if isinstance(r, str):
+            rows.append(analysis_rows(item, None, error=r, **common))
+        elif isinstance(r, BaseException):
+            rows.append(analysis_rows(item, None, error=_error_text(r), **common))
+        else:
+            rows.append(analysis_rows(item, r, error=None, **common))
+    return rows
 
 
 # --- the table ----------------------------------------------------------------------------------------
@@ -233,7 +262,9 @@ class TableWriter:
     JSON Lines is appended and flushed after every recording. Parquet is written as part files in
     `<out>.parts/` (each renamed into place whole, so a kill loses at most the part being filled) and
     combined into `<out>` by `close()`; a rerun reads `<out>` and any parts left by a killed run.
-    A recording counts as written once its `kind="recording"` row is; its segment rows come first.
+    Combining keeps one copy of each row, so parts that a killed `close()` left beside the table it
+    had already written are not added twice. A recording counts as written once its
+    `kind="recording"` row is; its segment rows come first.
     """
 
     def __init__(self, out: str | os.PathLike, *, labels: Sequence[str], rows_per_part: int = 64):
@@ -247,23 +278,29 @@ class TableWriter:
         self.parts = self.out.with_name(self.out.name + ".parts")
         self._pending: list[dict[str, Any]] = []
         self._pending_items = 0
+        _check_regular(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        if self.format == "parquet":
+            self._schema = _arrow_schema(self.labels)
         existing = self._read_existing()
         self.done = {r["key"] for r in existing if r.get("kind") == "recording"}
-        self.points = {(r.get("model_id"), r.get("operating_point")) for r in existing if r.get("kind") == "recording"}
+        self.points = {
+            (r.get("model_id"), r.get("operating_point"), r.get("calibration")) for r in existing if r.get("kind") == "recording"
+        }  # fmt: skip
         if self.format == "jsonl":
-            self._file = open(self.out, "a", encoding="utf-8")
+            self._file = _open_append(self.out)
         else:
-            self._schema = _arrow_schema(self.labels)
-            self._part_no = len(list(self.parts.glob("part-*.parquet"))) if self.parts.is_dir() else 0
+            numbers = [int(p.stem.removeprefix("part-")) for p in self.parts.glob("part-*.parquet")] if self.parts.is_dir() else []
+            self._part_no = max(numbers, default=-1) + 1  # never over a part left by a killed run
 
-    def check_compatible(self, *, model_id: str, operating_point: str) -> None:
-        """Refuses to mix readings of another model or operating point into one table."""
-        other = {p for p in self.points if p != (model_id, operating_point)}
+    def check_compatible(self, *, model_id: str, operating_point: str, calibration: str | None = None) -> None:
+        """Refuses to mix readings of another model, operating point or calibration into one table."""
+        other = {p for p in self.points if p != (model_id, operating_point, calibration)}
         if other:
+            held = "; ".join(f"{m!r} at {op!r}, calibration {c!r}" for m, op, c in sorted(other, key=str))
             raise ValueError(
-                f"{self.out} already holds readings of {sorted(other)}, not ({model_id!r}, {operating_point!r}); "
-                "give another --out, or the same model and operating point to resume"
+                f"{self.out} already holds readings of {held}, not {model_id!r} at {operating_point!r}, calibration "
+                f"{calibration!r}; give another --out, or the same model, operating point and --calibration to resume"
             )
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -292,9 +329,10 @@ class TableWriter:
         tables = [pq.read_table(self.out, schema=self._schema)] if self.out.is_file() else []
         parts = sorted(self.parts.glob("part-*.parquet"))
         tables += [pq.read_table(p, schema=self._schema) for p in parts]
+        table = _first_of_each_row(pa.concat_tables(tables)) if tables else self._schema.empty_table()
         tmp = self.out.with_name(self.out.name + ".tmp")
-        pq.write_table(pa.concat_tables(tables) if tables else self._schema.empty_table(), tmp)
-        os.replace(tmp, self.out)
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.out)  # a kill from here until the parts are gone leaves rows the next close() drops
         for p in parts:
             p.unlink()
         self.parts.rmdir()
@@ -321,8 +359,8 @@ class TableWriter:
         files = ([self.out] if self.out.is_file() else []) + (sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else [])
         rows: list[dict[str, Any]] = []
         for f in files:
-            try:
-                rows += pq.read_table(f, columns=["key", "kind", "model_id", "operating_point"]).to_pylist()
+            try:  # a table written before the calibration column reads it as null
+                rows += pq.read_table(f, columns=["key", "kind", "model_id", "operating_point", "calibration"], schema=self._schema).to_pylist()
             except Exception as e:  # pyarrow raises several types for damaged files
                 raise ValueError(f"{f} is not a readable Parquet table of this tool ({e}); move it away or give another --out") from e
         return rows
@@ -348,6 +386,43 @@ class TableWriter:
             tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept), encoding="utf-8")
             os.replace(tmp, self.out)
         return kept
+
+
+def _check_regular(out: Path) -> None:
+    """Refuses an --out that exists but is not a regular file: a FIFO would block the resume forever."""
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
+        raise ValueError(f"--out {out} is {kind}, not a regular file; give the path of a table file (a run reads it back to resume)")
+
+
+def _open_append(out: Path):
+    """Opens the JSON Lines table for appending without ever blocking (a FIFO swapped in is refused)."""
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"--out {out} is not a regular file; give the path of a table file (a run reads it back to resume)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _first_of_each_row(table):
+    """The table without repeated rows: the first of each (key, kind, segment)."""
+    import pyarrow as pa
+
+    seen: set[tuple] = set()
+    keep = []
+    for row in zip(*(table.column(c).to_pylist() for c in ("key", "kind", "segment"))):
+        keep.append(row not in seen)
+        seen.add(row)
+    return table if all(keep) else table.filter(pa.array(keep))
 
 
 def _json_default(v: Any) -> Any:
@@ -409,20 +484,23 @@ def run_batch(
     started = time.perf_counter()
     writer = TableWriter(out, labels=rec.labels, rows_per_part=options.rows_per_part)
     threads = torch.get_num_threads()
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
+    model_threads = options.threads
+    if model_threads is None and rec.device.type == "cpu":
+        model_threads = max(1, cpu_cores() - options.workers)
+    if model_threads is not None:
+        torch.set_num_threads(model_threads)
     try:
-        writer.check_compatible(model_id=rec.model_id, operating_point=rec.operating_point())
+        writer.check_compatible(model_id=rec.model_id, operating_point=rec.operating_point(), calibration=calibration_name(rec))
         todo, total, skipped = pending_items(items, writer)
         max_s = rec.options.max_duration_s
         bar = ThroughputBar(len(todo), skipped, enabled=options.progress)
         failed, audio_s = 0, 0.0
-        for item, decoded in _decoded(todo, max_s, options):
-            rows = analyze_item(rec, item, decoded)
-            writer.write(rows)
-            failed += rows[-1]["error"] is not None
-            audio_s += rows[-1]["duration_s"] or 0.0
-            bar.advance(rows[-1]["duration_s"] or 0.0)
+        for group in _groups(_decoded(todo, max_s, options), rec.batch_size):
+            for rows in analyze_items(rec, group):
+                writer.write(rows)
+                failed += rows[-1]["error"] is not None
+                audio_s += rows[-1]["duration_s"] or 0.0
+                bar.advance(rows[-1]["duration_s"] or 0.0)
         bar.close()
     finally:
         writer.close()
@@ -433,6 +511,44 @@ def run_batch(
     )  # fmt: skip
 
 
+def cpu_cores() -> int:
+    """CPUs this process may run on (its affinity, e.g. under taskset or a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+_WINDOW_SAMPLES = 30 * SAMPLE_RATE  # 480000: a window the network reads at once
+
+
+def _groups(decoded: Iterable[tuple[ManifestItem, np.ndarray | str]], windows: int):
+    """Lists of consecutive (item, decoded) that hold about `windows` windows (a recording of up to
+    30 s is one), so that short clips fill a batch together and long recordings go alone."""
+    group, held = [], 0
+    for item, d in decoded:
+        group.append((item, d))
+        held += 0 if isinstance(d, str) else max(1, -(-d.shape[0] // _WINDOW_SAMPLES))
+        if held >= windows:
+            yield group
+            group, held = [], 0
+    if group:
+        yield group
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A decoding process's initializer: it ends when the process that started it is gone (even after
+    kill -9), instead of waiting on its queue forever and keeping multiprocessing's resource tracker up."""
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:  # an orphan is handed to init (or a subreaper)
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _decoded(todo: list[ManifestItem], max_s: float, options: BatchOptions):
     """(item, waveform or error text) in input order, decoded ahead by worker processes."""
     if options.workers == 0:
@@ -441,7 +557,7 @@ def _decoded(todo: list[ManifestItem], max_s: float, options: BatchOptions):
         return
     # spawn: a forked copy of a process that holds a torch thread pool can deadlock in it.
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(options.workers, mp_context=ctx) as pool:
+    with concurrent.futures.ProcessPoolExecutor(options.workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         queue: collections.deque = collections.deque()
         it = iter(todo)
         for item in it:

@@ -1,7 +1,7 @@
 """Batch analysis on a Ray cluster (Ray Data): the same items, rows and table as `emotion_tool.batch`.
 
-Ray Data reads the items, decodes audio in CPU tasks, and runs `EmotionRecognizer.analyze` in a pool
-of actors that each load the model once (one per GPU, or a configured number of CPU actors). The rows
+Ray Data reads the items, decodes audio in CPU tasks, and runs `EmotionRecognizer.analyze_batch` in a
+pool of actors that each load the model once (one per GPU, or a configured number of CPU actors). The rows
 stream back to this process and are written by the same `TableWriter`, in parts, so the table, its
 resumption and its per-item errors are those of a local run; no shared file system is needed.
 
@@ -26,7 +26,7 @@ from .batch import (
     TableWriter,
     _arrow_schema,
     _decode_or_error,
-    analyze_item,
+    analyze_items,
     pending_items,
     ThroughputBar,
 )
@@ -100,7 +100,8 @@ def _decode_row(row: dict[str, Any], *, max_duration_s: float) -> dict[str, Any]
 
 
 class _Analyzer:
-    """A Ray actor: loads the recognizer once, turns batches of decoded items into table rows."""
+    """A Ray actor: loads the recognizer once, turns batches of decoded items into table rows (their
+    windows read together, in batches of the recognizer's batch size)."""
 
     def __init__(self, loader: Loader):
         self.rec = loader()
@@ -109,10 +110,11 @@ class _Analyzer:
     def __call__(self, batch):
         import pyarrow as pa
 
-        rows: list[dict[str, Any]] = []
-        for row in batch.to_pylist():
-            decoded = row["decode_error"] if row["decode_error"] is not None else np.frombuffer(row["wav"], dtype=np.float32)
-            rows += analyze_item(self.rec, _item_of(row), decoded)
+        decoded = [
+            (_item_of(row), row["decode_error"] if row["decode_error"] is not None else np.frombuffer(row["wav"], dtype=np.float32))
+            for row in batch.to_pylist()
+        ]  # fmt: skip
+        rows = [r for item_rows in analyze_items(self.rec, decoded) for r in item_rows]
         return pa.Table.from_pylist(rows, schema=self.schema)
 
 
@@ -124,6 +126,7 @@ def run_batch_ray(
     labels: Sequence[str],
     model_id: str,
     operating_point: str,
+    calibration: str | None = None,
     max_duration_s: float,
     ray_options: RayOptions = RayOptions(),
     options: BatchOptions = BatchOptions(),
@@ -134,8 +137,9 @@ def run_batch_ray(
         loader: builds the recognizer; it is pickled to each actor (give paths the actors can read).
         items: from `collect_items`.
         out: the table, .parquet or .jsonl, written by this process.
-        labels, model_id, operating_point: those of the recognizer `loader` builds (the table's columns
-            and the check that a resumed table holds the same model and operating point).
+        labels, model_id, operating_point, calibration: those of the recognizer `loader` builds (the
+            table's columns, and the check that a resumed table holds the same model, operating point and
+            calibration; `calibration` is `emotion_tool.batch.calibration_name` of it).
         max_duration_s: longer recordings are refused before decoding.
         ray_options: cluster address and actor pool.
         options: part size and progress (workers and prefetch are Ray's to decide here).
@@ -145,7 +149,7 @@ def run_batch_ray(
     writer = TableWriter(out, labels=labels, rows_per_part=options.rows_per_part)
     started_ray = False
     try:
-        writer.check_compatible(model_id=model_id, operating_point=operating_point)
+        writer.check_compatible(model_id=model_id, operating_point=operating_point, calibration=calibration)
         todo, total, skipped = pending_items(items, writer)
         failed, audio_s = 0, 0.0
         if todo:

@@ -156,6 +156,8 @@ def _add_batch(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="a manifest (.csv/.tsv/.jsonl; labels optional), or audio files, folders, globs")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the table: .parquet or .jsonl (by its extension)")
     add_model_args(p)
+    add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities and its uncertain "
+                        "threshold; the `calibration` column names it, and a table is resumed with the same one only")
     p.add_argument("--trace", action="store_true", help="also a row per trace window of --window-s every --hop-s")
     add_trace_args(p, d)
     p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=_MIN_CONFIDENCE_HELP)
@@ -163,7 +165,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--workers", type=int, default=1, help="decoding processes beside the model's (default 1; 0: none)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads for the model (default: torch's, all cores); on a CPU-only machine, cores minus --workers")
+                   help="torch threads for the model (default on the CPU: this process's cores minus --workers, at least 1; on a GPU: torch's)")
     p.add_argument("--prefetch", type=int, default=8, help="decoded recordings that may wait for the model (default 8)")
     p.add_argument("--rows-per-part", type=int, default=64, help="Parquet: recordings per part file, the most a kill loses (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -195,7 +197,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     import functools
 
-    from .batch import BatchOptions, collect_items, run_batch
+    from .batch import BatchOptions, calibration_name, collect_items, run_batch
     from .recognizer import EmotionRecognizer
 
     options = options_from_args(AnalysisOptions, args)
@@ -205,9 +207,10 @@ def _batch(args: argparse.Namespace) -> int:
     model = o.model
     if model is not None and Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())  # Ray actors may start in another directory
+    calibration = str(Path(o.calibration).expanduser().resolve()) if o.calibration is not None else None  # for Ray actors too
     loader = functools.partial(
         EmotionRecognizer.from_pretrained, model, device=o.device, dtype=o.dtype, options=options,
-        local_files_only=o.offline, operating_point=o.operating_point,
+        local_files_only=o.offline, operating_point=o.operating_point, calibration=calibration,
     )  # fmt: skip
     rec = loader()
     point = rec.operating_point()
@@ -226,7 +229,7 @@ def _batch(args: argparse.Namespace) -> int:
         )  # fmt: skip
         summary = run_batch_ray(
             loader, items, args.out, labels=rec.labels, model_id=rec.model_id, operating_point=point,
-            max_duration_s=options.max_duration_s, ray_options=ray_options, options=batch,
+            calibration=calibration_name(rec), max_duration_s=options.max_duration_s, ray_options=ray_options, options=batch,
         )  # fmt: skip
     print(
         f"{PROG}: {summary.out}: {summary.written} recording(s) written ({summary.failed} with an error), "

@@ -83,3 +83,31 @@ def test_ray_table_equals_local_and_resumes(local_ray, tiny_checkpoint, clips, t
     errors = {Path(r["audio"]).name: r["error"].split(":")[0] for r in ray_rows.values() if r["error"]}
     assert errors == {"corrupt.wav": "decode", "short.wav": "too_short", "missing.wav": "not_found"}
     assert any(k[1] == "segment" for k in ray_rows)
+
+
+def test_an_actor_reads_the_recordings_of_a_call_in_shared_batches(tiny_checkpoint, clips):
+    """The actor alone (no cluster needed): one call's recordings share forward passes and read as alone."""
+    import pyarrow as pa
+
+    from emotion_tool.batch import analyze_item
+    from emotion_tool.batch_ray import _Analyzer, _decode_row, _item_of
+
+    loader = functools.partial(EmotionRecognizer.from_pretrained, str(tiny_checkpoint), device="cpu", options=AnalysisOptions(batch_size=4))
+    actor = _Analyzer(loader)
+    source = [{"audio": c, "start_s": None, "end_s": None, "label": None, "line": 0} for c in clips]
+    decoded = [_decode_row(r, max_duration_s=3600.0) for r in source]
+    sizes: list[int] = []
+    handle = actor.rec.model.whisper.encoder.register_forward_hook(lambda module, args, out: sizes.append(int(out.shape[0])))
+    try:
+        table = actor(pa.Table.from_pylist(decoded))
+    finally:
+        handle.remove()
+    assert sizes == [2]  # speech and sentences (one window each) in one pass; the other three do not decode or are too short
+    alone = [r for row in decoded for r in analyze_item(
+        actor.rec, _item_of(row), row["decode_error"] or np.frombuffer(row["wav"], dtype=np.float32))]  # fmt: skip
+    got = {(r["key"], r["kind"]): r for r in table.to_pylist()}
+    want = {(r["key"], r["kind"]): r for r in alone}
+    assert got.keys() == want.keys()
+    for k, r in want.items():
+        for col, v in r.items():
+            assert got[k][col] == (pytest.approx(v, abs=1e-5) if isinstance(v, float) else v), col
