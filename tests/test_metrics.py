@@ -133,3 +133,42 @@ def test_dimension_scores_leave_out_missing_references():
     assert s.ccc["valence"] == pytest.approx(1.0)
     assert s.ccc["arousal"] is None  # one pair: undefined, and JSON has no NaN
     assert s.ccc["dominance"] == pytest.approx(concordance_correlation([0.3, 0.5], [0.3, 0.5]))
+
+
+def test_bootstrap_ccc_intervals_match_a_direct_resampling():
+    """The CCC branch of `bootstrap_intervals`: each resample's CCC is Lin's CCC of the segments the
+    resample draws, repeated as often as it draws them (NaN references left out), and the interval
+    is the percentiles of those."""
+    from emotion_tool.metrics import bootstrap_intervals, cluster_bootstrap
+
+    rng = np.random.default_rng(3)
+    n, labels = 40, list(LABELS)
+    speakers = [f"s{i % 9}" for i in range(n)]
+    y = rng.integers(0, len(labels), n)
+    probs = rng.dirichlet(np.ones(len(labels)), n)
+    ref = rng.uniform(0, 1, (n, 3))
+    dims = np.clip(ref + rng.normal(0, 0.15, (n, 3)), 0, 1)
+    ref[rng.choice(n, 10, replace=False), 1] = np.nan  # arousal missing for some segments
+    ref[:, 2] = np.nan  # dominance missing everywhere
+    names = ("valence", "arousal", "dominance")
+    got = bootstrap_intervals(
+        y, probs, labels=labels, clusters=speakers, clustered_by="speaker", dims=dims, ref_dims=ref, dim_names=names,
+        resamples=200, level=0.9, seed=5,
+    )  # fmt: skip
+    weights = np.concatenate(list(cluster_bootstrap(speakers, resamples=200, seed=5)))
+    assert weights.shape == (200, n)
+    for j, name in enumerate(names[:2]):
+        ok = ~np.isnan(ref[:, j])
+        reps = []
+        for w in weights:
+            times = w[ok].astype(int)
+            x, r = np.repeat(dims[ok, j], times), np.repeat(ref[ok, j], times)
+            reps.append(concordance_correlation(x, r) if len(set(x.tolist())) > 1 else math.nan)
+        reps = np.array([v for v in reps if math.isfinite(v)])
+        low, high = np.quantile(reps, [0.05, 0.95])
+        interval = got.ccc[name]
+        assert interval.estimate == pytest.approx(concordance_correlation(dims[ok, j], ref[ok, j]), abs=1e-12)
+        assert (interval.low, interval.high) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+        assert interval.low < interval.estimate < interval.high
+    assert got.ccc["dominance"] is None
+    assert got.clusters == 9 and got.resamples == 200 and got.level == 0.9
