@@ -19,8 +19,9 @@ import numpy as np
 from .audio import check_chunk
 from .results import EmotionReading, UtteranceReading
 from .segmenter import MAX_UTTERANCE_S, StreamOptions, Utterance, UtteranceSegmenter
+from .windows import weighted_mean
 
-__all__ = ["StreamingAnalyzer", "StreamOptions", "read_utterance"]
+__all__ = ["StreamingAnalyzer", "StreamOptions", "read_utterance", "summarize_utterances"]
 
 
 class _Classifier(Protocol):
@@ -269,3 +270,31 @@ class _Item:
     samples: Any  # np.ndarray (n,) float32 at the input rate, for "audio"
     fed_at: float  # time.monotonic() when it was queued
     dropped: int = 0  # input samples lost, for "gap"
+
+
+def summarize_utterances(
+    trace: Sequence[UtteranceReading], *, labels: Sequence[str], min_confidence: float
+) -> tuple[EmotionReading | None, dict[str, int]]:
+    """The duration-weighted aggregate of final utterance readings, and the count of each label.
+
+    Interim readings are left out. A streaming session's summary and a voice plugin's turn note both
+    combine utterances this way, as a recording's summary combines its windows.
+    """
+    final = [u for u in trace if not u.interim]
+    counts = {label: 0 for label in labels}
+    for u in final:
+        counts[u.reading.label] = counts.get(u.reading.label, 0) + 1
+    if not final:
+        return None, counts
+    probs = np.array([[u.reading.probabilities[label] for label in labels] for u in final])
+    dims = np.array([[u.reading.valence, u.reading.arousal, u.reading.dominance] for u in final])
+    weights = [u.end_s - u.start_s for u in final]
+    overall = EmotionReading.from_outputs(
+        weighted_mean(probs, weights),
+        weighted_mean(dims, weights),
+        labels=labels,
+        start_s=final[0].start_s,
+        end_s=final[-1].end_s,
+        min_confidence=min_confidence,
+    )
+    return overall, counts

@@ -18,8 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from emotion_tool.results import CalibrationNote, EmotionReading, UtteranceReading
 from emotion_tool.segmenter import Utterance, UtteranceSegmenter
-from emotion_tool.streaming import read_utterance
-from emotion_tool.windows import weighted_mean
+from emotion_tool.streaming import read_utterance, summarize_utterances
 
 from .payloads import PcmEncoding
 from .security import RequestError
@@ -88,30 +87,6 @@ class SessionSummary(SessionTrace):
     latest: EmotionReading | None = Field(description="The last utterance's reading; null when no speech was heard")
     label_counts: dict[str, int] = Field(description="How many utterances were read as each emotion")
     speech_s: float = Field(description="Seconds covered by the utterances")
-
-
-def summarize(
-    trace: Sequence[UtteranceReading], *, labels: Sequence[str], min_confidence: float
-) -> tuple[EmotionReading | None, dict[str, int]]:
-    """The duration-weighted aggregate of final utterance readings, and the count of each label."""
-    final = [u for u in trace if not u.interim]
-    counts = {label: 0 for label in labels}
-    for u in final:
-        counts[u.reading.label] = counts.get(u.reading.label, 0) + 1
-    if not final:
-        return None, counts
-    probs = np.array([[u.reading.probabilities[label] for label in labels] for u in final])
-    dims = np.array([[u.reading.valence, u.reading.arousal, u.reading.dominance] for u in final])
-    weights = [u.end_s - u.start_s for u in final]
-    overall = EmotionReading.from_outputs(
-        weighted_mean(probs, weights),
-        weighted_mean(dims, weights),
-        labels=labels,
-        start_s=final[0].start_s,
-        end_s=final[-1].end_s,
-        min_confidence=min_confidence,
-    )
-    return overall, counts
 
 
 @dataclass(eq=False)

@@ -11,6 +11,7 @@ from pydantic import Field
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.results import UtteranceReading
 from emotion_tool.segmenter import UtteranceSegmenter
+from emotion_tool.streaming import summarize_utterances
 
 from .app_view import ICONS, TOOL_UI_META
 from .auth import principal
@@ -18,7 +19,7 @@ from .context import EmotionContext, client_key, close_sessions, state_of, tool_
 from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
 from .security import RequestError
-from .sessions import PushResult, Session, SessionStarted, SessionSummary, SessionTrace, summarize
+from .sessions import PushResult, Session, SessionStarted, SessionSummary, SessionTrace
 
 __all__ = ["start_emotion_session", "push_audio", "get_emotion_trace", "end_emotion_session", "TOOLS"]
 
@@ -175,7 +176,7 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         if session.summary is not None:  # a concurrent end finished first
             return session.summary
         trace = trace_of(state, session)
-        overall, counts = summarize(
+        overall, counts = summarize_utterances(
             trace.utterances, labels=state.recognizer.labels, min_confidence=state.stream_options.min_confidence
         )
         warnings = list(trace.warnings)

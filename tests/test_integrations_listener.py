@@ -161,7 +161,7 @@ def test_async_close_waits_for_the_worker_off_the_loop(recognizer):
 
 
 def test_a_turn_of_several_utterances_reads_as_their_duration_weighted_aggregate(recognizer):
-    from mcp_server.sessions import summarize
+    from emotion_tool.streaming import summarize_utterances as summarize
 
     from emotion_tool.integrations.note import turn_reading
 

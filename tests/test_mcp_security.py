@@ -13,7 +13,8 @@ from helpers import ManualClock
 from mcp_server.inference import InferenceQueue, ServerBusy
 from mcp_server.payloads import check_container, decode_base64, decode_pcm, sniff_container
 from mcp_server.security import BearerTokenMiddleware, PathPolicy, RequestError, check_http_binding, is_loopback, read_file_bytes
-from mcp_server.sessions import Session, SessionStore, summarize
+from emotion_tool.streaming import summarize_utterances as summarize
+from mcp_server.sessions import Session, SessionStore
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from emotion_tool import LABELS, EmotionAnalysis, EmotionReading, ModelInfo
 from emotion_tool.results import UtteranceReading
 from mcp_server import ServerOptions, create_server
 from mcp_server.prompts import empathetic_reply_text
-from mcp_server.sessions import SessionStarted, SessionSummary, SessionTrace, summarize
+from emotion_tool.streaming import summarize_utterances as summarize
+from mcp_server.sessions import SessionStarted, SessionSummary, SessionTrace
 
 TOOLS = {"analyze_emotion", "start_emotion_session", "push_audio", "get_emotion_trace", "end_emotion_session"}
 CHUNK_S = 0.1  # live-speech chunks of 100 ms

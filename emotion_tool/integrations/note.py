@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ..empathy import THRESHOLDS, reply_advice
 from ..results import UtteranceReading
+from ..streaming import summarize_utterances
 
 __all__ = ["NOTE_PREFIX", "turn_note", "turn_reading", "is_turn_note"]
 
@@ -23,7 +24,7 @@ def turn_reading(readings: Sequence[UtteranceReading], *, min_confidence: float)
 
     A single utterance's reading is the turn's as it is. Several (the user paused mid-turn) are combined
     the way a recording's summary combines its windows: probabilities and dimensions weighted by each
-    utterance's duration (`mcp_server.sessions.summarize`, which a streaming session's summary uses too),
+    utterance's duration (`emotion_tool.streaming.summarize_utterances`, which a streaming session's summary uses too),
     so a long sentence counts more than a short "yes" before it. The combined reading spans the turn,
     takes the first utterance's index and the last one's latency, and is uncertain below `min_confidence`.
     """
@@ -31,10 +32,8 @@ def turn_reading(readings: Sequence[UtteranceReading], *, min_confidence: float)
         return None
     if len(readings) == 1:
         return readings[0]
-    from mcp_server.sessions import summarize  # the one duration-weighted aggregate of utterance readings
-
     first, last = readings[0], readings[-1]
-    combined, _ = summarize(readings, labels=list(first.reading.probabilities), min_confidence=min_confidence)
+    combined, _ = summarize_utterances(readings, labels=list(first.reading.probabilities), min_confidence=min_confidence)
     assert combined is not None
     return UtteranceReading(
         index=first.index, start_s=first.start_s, end_s=last.end_s, reading=combined, cut=last.cut, latency_s=last.latency_s
