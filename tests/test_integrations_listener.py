@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion_tool.empathy import reply_advice
+from emotion_tool.empathy import describe_levels, reply_advice
 from emotion_tool.integrations.listener import PerceptionOptions, TurnListener
 from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note, turn_note
 from emotion_tool.results import EmotionReading, UtteranceReading
@@ -127,6 +127,7 @@ def test_the_note_takes_its_advice_from_the_empathy_rulebook():
     assert is_turn_note(note) and note.startswith(NOTE_PREFIX)
     assert angry.reading.describe() in note and "(2.5 s)" in note
     assert reply_advice(angry.reading) in note  # the rulebook's words, not a copy of them
+    assert describe_levels(angry.reading) in note  # judged on the model's own scale, as the MCP prompt does
     assert "cue, not a fact" in note
 
     torn = _reading("sad", confidence=0.52, valence=0.4, arousal=0.3, uncertain=True)

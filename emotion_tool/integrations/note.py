@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..empathy import THRESHOLDS, reply_advice
+from ..empathy import THRESHOLDS, describe_levels, reply_advice
 from ..results import UtteranceReading
 from ..streaming import summarize_utterances
 
@@ -62,7 +62,7 @@ def turn_note(reading: UtteranceReading | None, *, random_weights: bool = False,
         else "Treat it as a cue, not a fact: the model hears how something is said, not what is meant."
     )
     return (
-        f"{NOTE_PREFIX} {heard} {certainty} {reply_advice(r)} "
+        f"{NOTE_PREFIX} {heard} {describe_levels(r)} {certainty} {reply_advice(r)} "
         "Do not tell the user which emotion was detected or quote these numbers unless they ask."
     )
 
