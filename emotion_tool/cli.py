@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
     p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=_MIN_CONFIDENCE_HELP)
-    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
+    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     add_context_arg(fast, d)
@@ -161,7 +161,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--trace", action="store_true", help="also a row per trace window of --window-s every --hop-s")
     add_trace_args(p, d)
     p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=_MIN_CONFIDENCE_HELP)
-    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds (default %(default)g)")
+    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--workers", type=int, default=1, help="decoding processes beside the model's (default 1; 0: none)")
     p.add_argument("--threads", type=int, default=None,
