@@ -75,3 +75,22 @@ def test_load_script_runs_clients_against_a_spawned_server(tmp_path):
     assert report["random_weights"] and load["clients"] == 4 and load["lost"] == 0 and load["errors"] == 0
     assert load["every_admitted_call_returned"] and load["answered"] >= 1 and 0 <= load["busy_share"] <= 1
     assert "RANDOM weights" in out.stdout
+
+
+@pytest.mark.subprocess
+def test_encoder_paths_script_measures_each_path_against_fp32(tmp_path):
+    out = tmp_path / "paths.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "encoder_paths.py"), "--size", "tiny", "--repeats", "1", "--no-compile", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RANDOM weights" in proc.stdout
+    report = json.loads(out.read_text())
+    rows = {r["path"]: r for r in report["paths"]}
+    published = rows["fp32, eager (published)"]
+    assert published["max_abs_diff"] == 0.0 and published["cosine"] == pytest.approx(1.0, abs=1e-6)
+    # The reduced-precision paths move the states, a little: the script measures, it does not assume.
+    for name in ("bf16, attention in fp32 (operating point bf16)", "bf16, attention in bf16", "int8, torch.ao dynamic (operating point int8)"):
+        assert 0 < rows[name]["max_abs_diff"] < 1 and rows[name]["cosine"] > 0.99, name
+    assert not any("torch.compile" in name for name in rows)
