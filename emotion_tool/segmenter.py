@@ -46,6 +46,7 @@ class StreamOptions:
     interim_every_s: float | None = None  # read an utterance in progress every this many seconds; None: never
     max_queue_s: float | None = 120.0  # (StreamingAnalyzer) audio waiting for analysis beyond this is dropped, counted in dropped_s
     min_confidence: float | None = None  # readings whose top probability is below this are flagged uncertain; None: the recognizer's (0.5, or its calibration's fitted threshold)
+    read_ahead: bool = False  # also hand out each utterance once its pause is speech_pad_ms old (`Utterance.ahead`), holding the samples it will close with, so it can be read during the rest of the pause; changes no number, costs a wasted read when speech resumes
 
     def __post_init__(self) -> None:
         if (
@@ -90,6 +91,7 @@ class Utterance:
     interim: bool  # an utterance still in progress (StreamOptions.interim_every_s)
     cut: bool  # cut at max_utterance_s; the rest follows as the next utterance
     speech_end_at: float  # clock time when the chunk holding its last voiced frame was pushed: latency starts here
+    ahead: bool = False  # not closed yet (StreamOptions.read_ahead): the open utterance as it closes if its pause lasts min_silence_ms
 
     @property
     def start_s(self) -> float:
@@ -196,6 +198,7 @@ class UtteranceSegmenter:
         self._continued = False  # whether it is the rest of an utterance cut at max_utterance_s
         self._silence_start: int | None = None  # start of the silence it is in, if any
         self._pause: int | None = None  # middle of its latest pause, where a cut would go
+        self._ahead_for: int | None = None  # the silence whose read-ahead copy was handed out
         self._next_interim = at
 
     def _resample(self, x: np.ndarray) -> np.ndarray:
@@ -255,6 +258,8 @@ class UtteranceSegmenter:
                 self._silence_start = frame_start
             if now - self._silence_start >= _MIN_CUT_PAUSE:
                 self._pause = (self._silence_start + now) // 2
+            if self.options.read_ahead and self._ahead_for != self._silence_start and now - self._silence_start >= self._pad:
+                out += self._read_ahead()
             if now - self._silence_start >= self._min_silence:
                 out += self._close(min(self._silence_start + self._pad, now), self._silence_start)
                 return
@@ -266,6 +271,15 @@ class UtteranceSegmenter:
         elif self._interim is not None and now >= self._next_interim:
             self._next_interim += self._interim
             out.append(Utterance(self._open, now, self._tape.slice(self._open, now), True, False, at))
+
+    def _read_ahead(self) -> list[Utterance]:
+        """The open utterance as `_close` will give it if the pause that began lasts: same span, same samples."""
+        assert self._open is not None and self._silence_start is not None
+        self._ahead_for = self._silence_start
+        end = self._silence_start + self._pad
+        if self._silence_start - self._speech_start < (1 if self._continued else self._min_speech) or end <= self._open:
+            return []  # it would not be read when it closes either
+        return [Utterance(self._open, end, self._tape.slice(self._open, end), False, False, self._voiced_at, ahead=True)]
 
     def _close(self, end: int, speech_end: int) -> list[Utterance]:
         start, self._open = self._open, None

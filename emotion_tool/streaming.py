@@ -40,6 +40,12 @@ class StreamingAnalyzer:
     `min_silence_ms` closes an utterance, reads it with `recognizer.classify_batch` as one padded
     30-s window (the published operating point), with its times shifted into the stream.
 
+    With `StreamOptions(read_ahead=True)` an utterance is read as soon as its pause is `speech_pad_ms`
+    old, during the rest of the pause; when the pause closes it on the same span (the same samples),
+    that reading is the utterance's, so a reading is ready up to `min_silence_ms - speech_pad_ms`
+    sooner with the same numbers. When speech resumes instead, the early read was wasted work: use it
+    where a read is cheap (operating point "live").
+
     Audio is queued while the model is busy; beyond `max_queue_s` of waiting audio, new chunks are
     dropped and counted in `dropped_s` (the open utterance closes at the gap, and stream time runs on
     across it). Errors of the worker are raised by the next `poll`, `push` or `flush`. Close the
@@ -66,6 +72,7 @@ class StreamingAnalyzer:
         self._done = 0  # ... and handled (or discarded by reset/close)
         self._dropped = 0  # input samples dropped by a full queue
         self._outbox: list[UtteranceReading] = []
+        self._ahead: tuple[int, int, UtteranceReading] | None = None  # span and reading of the latest read-ahead
         self._trace: list[UtteranceReading] = []
         self._error: BaseException | None = None
         self._closed = False
@@ -230,6 +237,7 @@ class StreamingAnalyzer:
         elif item.kind == "reset":
             seg.reset()
             self._index = 0
+            self._ahead = None
             with self._cv:
                 self._trace = []
                 self._outbox = []
@@ -237,7 +245,18 @@ class StreamingAnalyzer:
 
     def _read(self, utterances: list[Utterance]) -> None:
         for u in utterances:
-            reading = read_utterance(self.recognizer, u, index=self._index, min_confidence=self.options.min_confidence)
+            if u.ahead:  # read during the pause; kept until the utterance closes
+                reading = read_utterance(self.recognizer, u, index=self._index, min_confidence=self.options.min_confidence)
+                self._ahead = (u.start, u.end, reading)
+                continue
+            ahead = self._ahead
+            if not u.interim:
+                self._ahead = None
+            if ahead is not None and not u.interim and ahead[:2] == (u.start, u.end):
+                # The same samples were read already: the reading is ready as the pause closes it.
+                reading = ahead[2].model_copy(update={"cut": u.cut, "latency_s": max(0.0, time.monotonic() - u.speech_end_at)})
+            else:
+                reading = read_utterance(self.recognizer, u, index=self._index, min_confidence=self.options.min_confidence)
             with self._cv:
                 self._outbox.append(reading)
                 if not u.interim:

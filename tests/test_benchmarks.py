@@ -94,3 +94,20 @@ def test_encoder_paths_script_measures_each_path_against_fp32(tmp_path):
     for name in ("bf16, attention in fp32 (operating point bf16)", "bf16, attention in bf16", "int8, torch.ao dynamic (operating point int8)"):
         assert 0 < rows[name]["max_abs_diff"] < 1 and rows[name]["cosine"] > 0.99, name
     assert not any("torch.compile" in name for name in rows)
+
+
+@pytest.mark.subprocess
+def test_live_script_replays_points_and_reads_ahead(tmp_path):
+    out = tmp_path / "live.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "live.py"), "--size", "tiny", "--points", "published,live", "--no-baseline",
+         "--read-ahead-points", "live", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RANDOM weights" in proc.stdout
+    points = json.loads(out.read_text())["points"]
+    assert set(points) == {"published", "trimmed+bf16", "trimmed+bf16, read ahead"}
+    assert points["published"]["utterances"] == 4 and all(p["dropped_s"] == 0 for p in points.values())
+    # Reading ahead changes when a reading is ready, not what it says.
+    assert points["trimmed+bf16, read ahead"]["deviation"] == points["trimmed+bf16"]["deviation"]

@@ -94,6 +94,7 @@ def test_demo_end_to_end_from_a_replayed_file(tiny_checkpoint, sentences_wav, re
     # The demo's readings are the streaming analyzer's on the same audio, at the demo's default
     # operating point ("live"), which the session file names.
     assert record.operating_point == "trimmed+bf16"
+    assert record.stream_options["read_ahead"] is True  # on by default where reads are cheap; same readings
     from emotion_tool import EmotionRecognizer
 
     live = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="live")

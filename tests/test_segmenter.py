@@ -125,3 +125,32 @@ def test_stream_options_embed_the_one_vad_options_type():
     assert o.vad.min_silence_ms == 300 and StreamOptions().vad.min_silence_ms == 500
     with pytest.raises(ValueError, match="speech_pad_ms"):
         StreamOptions(vad=VadOptions(speech_pad_ms=900), max_utterance_s=1.0)
+
+
+def test_read_ahead_hands_out_each_utterance_as_it_will_close(sentences):
+    wav, _ = sentences
+    plain = segment(wav, 1600)
+    both = segment(wav, 1600, StreamOptions(read_ahead=True))
+    closed = [u for u in both if not u.ahead]
+    # Reading ahead changes nothing about the utterances themselves.
+    assert [(u.start, u.end, u.cut) for u in closed] == [(u.start, u.end, u.cut) for u in plain]
+    for u in closed:
+        k = next(i for i, x in enumerate(both) if x is u)
+        ahead = both[k - 1]  # handed out earlier in the same pause: same span, same samples
+        assert ahead.ahead and (ahead.start, ahead.end) == (u.start, u.end)
+        np.testing.assert_array_equal(ahead.audio, u.audio)
+    assert not any(u.ahead for u in plain)
+
+
+def test_read_ahead_of_a_pause_that_speech_ends_differs_from_the_close(sentences):
+    wav, bounds = sentences
+    # The first two sentences with a 250-ms pause between them: shorter than min_silence_ms (500 ms), so
+    # they close as one utterance, but the pause is long enough to hand out a read-ahead copy.
+    (s0, e0), (s1, e1) = bounds[:2]
+    joined = np.concatenate([wav[: int(e0 * SR)], np.zeros(int(0.25 * SR), np.float32), wav[int(s1 * SR) : int(e1 * SR) + SR]])
+    got = segment(joined, 1600, StreamOptions(read_ahead=True))
+    closed = [u for u in got if not u.ahead]
+    assert len(closed) == 1
+    early = [u for u in got if u.ahead]
+    assert len(early) >= 2 and (early[-1].start, early[-1].end) == (closed[0].start, closed[0].end)
+    assert all(u.end < closed[0].end for u in early[:-1])  # the copy from the short pause is not what closed

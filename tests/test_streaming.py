@@ -313,3 +313,24 @@ def test_vad_options_are_checked_once_for_files_and_streams():
         VadOptions(threshold=1.5)
     with pytest.raises(ValueError, match="min_silence_ms must be positive"):
         VadOptions(min_silence_ms=0)
+
+
+def test_read_ahead_gives_the_same_readings_read_once_during_the_pause(recognizer, by_chunk, sentences):
+    wav, _ = sentences
+    counting = SlowRecognizer(recognizer, delay_s=0.0)
+    readings, _ = stream(counting, wav, 1600, read_ahead=True)
+    assert_same(readings, by_chunk[100], atol=0)  # the same samples, read once: the very same numbers
+    # Every pause here outlasts min_silence_ms: each utterance is read once, ahead, and never again.
+    assert counting.calls == len(readings) == 3
+
+
+def test_read_ahead_of_a_pause_that_speech_ends_is_not_the_reading(recognizer, sentences):
+    wav, bounds = sentences
+    (s0, e0), (s1, e1) = bounds[:2]
+    joined = np.concatenate([wav[: int(e0 * SR)], np.zeros(int(0.25 * SR), np.float32), wav[int(s1 * SR) : int(e1 * SR) + SR]])
+    plain, _ = stream(recognizer, joined, 1600)
+    counting = SlowRecognizer(recognizer, delay_s=0.0)
+    ahead, _ = stream(counting, joined, 1600, read_ahead=True)
+    assert len(plain) == 1
+    assert_same(ahead, plain, atol=0)  # the early read of the short pause was dropped, not reported
+    assert counting.calls == 2  # that wasted read, and the one of the whole utterance

@@ -475,4 +475,5 @@ class _WorkerState:
 
     def _read_all(self, utterances: list[Any]) -> None:
         for u in utterances:
-            self.reading(u)
+            if not u.ahead:  # a read-ahead copy (StreamOptions.read_ahead) is not closed yet: turns wait for the close
+                self.reading(u)
