@@ -152,7 +152,7 @@ def main() -> int:
                 "cosine": float(F.cosine_similarity(states.flatten(), reference.flatten(), dim=0)),
             })  # fmt: skip
             print(f"{name}: {seconds:.2f} s", file=sys.stderr)
-            del net
+            net = None  # free it before the next path is built
     report = {
         "size": args.size,
         "random_weights": True,
