@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,22 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class HeldRecognizer:
+    """Wraps the real recognizer; each reading waits until the test lets it go (a recognizer slower than speech)."""
+
+    def __init__(self, recognizer):
+        self._rec = recognizer
+        self.random_weights = recognizer.random_weights
+        self.min_confidence = recognizer.min_confidence
+        self.go = threading.Event()
+        self.waiting = threading.Event()  # a reading has begun and waits for `go`
+
+    def operating_point(self):
+        return self._rec.operating_point()
+
+    def classify_batch(self, waveforms, *, min_confidence=None):
+        self.waiting.set()
+        self.go.wait()
+        return self._rec.classify_batch(waveforms, min_confidence=min_confidence)

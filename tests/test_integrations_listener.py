@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from emotion_tool.integrations.listener import PerceptionOptions, TurnListener
 from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note, turn_note
 from emotion_tool.results import EmotionReading, UtteranceReading
 from emotion_tool.segmenter import StreamOptions
+from helpers import HeldRecognizer
 
 
 def pcm16(wav: np.ndarray) -> bytes:
@@ -32,25 +32,6 @@ def save_test_calibration(recognizer, path):
         fitted_on=FittedOn(manifest="dev.csv", sha256="0" * 64, items=2, segments=2, protocols=["utterances"], per_class={}),
     )  # fmt: skip
     return fitted.model_copy(update={"temperature": 0.5}).save(path)
-
-
-class HeldRecognizer:
-    """Wraps the real recognizer; each reading waits until the test lets it go (to make analysis fall behind)."""
-
-    def __init__(self, recognizer):
-        self._rec = recognizer
-        self.random_weights = recognizer.random_weights
-        self.min_confidence = recognizer.min_confidence
-        self.go = threading.Event()
-        self.waiting = threading.Event()  # a reading has begun and waits for `go`
-
-    def operating_point(self):
-        return self._rec.operating_point()
-
-    def classify_batch(self, waveforms, *, min_confidence=None):
-        self.waiting.set()
-        self.go.wait()
-        return self._rec.classify_batch(waveforms, min_confidence=min_confidence)
 
 
 def test_audio_beyond_max_queue_is_dropped_and_reported(recognizer, sentences_wav):

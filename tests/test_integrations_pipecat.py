@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 
 import numpy as np
 import pytest
@@ -39,7 +38,7 @@ from emotion_tool.integrations.listener import PerceptionOptions  # noqa: E402
 from emotion_tool.integrations.note import is_turn_note  # noqa: E402
 from emotion_tool.integrations.pipecat import EmotionPerceiver, EmotionReadingFrame  # noqa: E402
 
-from helpers import SENTENCES  # noqa: E402
+from helpers import SENTENCES, HeldRecognizer  # noqa: E402
 
 FRAME_S = 0.02  # 20-ms frames, what transports send
 HANG_S = 240  # a pipeline that waits on something that never comes fails instead of hanging the suite
@@ -126,23 +125,6 @@ class Recorder(FrameProcessor):
             if self._on_audio is not None:
                 self._on_audio(self)
         await self.push_frame(frame, direction)
-
-
-class HeldRecognizer:
-    """Wraps the real recognizer; each reading waits until the test lets it go (a recognizer slower than speech)."""
-
-    def __init__(self, recognizer):
-        self._rec = recognizer
-        self.random_weights = recognizer.random_weights
-        self.min_confidence = recognizer.min_confidence
-        self.go = threading.Event()
-
-    def operating_point(self):
-        return self._rec.operating_point()
-
-    def classify_batch(self, waveforms, *, min_confidence=None):
-        self.go.wait()
-        return self._rec.classify_batch(waveforms, min_confidence=min_confidence)
 
 
 def run_pipeline(recognizer, sentences_wav, *, turns: str, note_wait_s: float = 5.0, recorder=None, llm=None, gaps_s: float = 1.5):
