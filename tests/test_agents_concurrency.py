@@ -36,6 +36,24 @@ CHILD = textwrap.dedent(
 )
 
 
+def _in_threads(body, names: str) -> list[BaseException]:
+    """Runs body(name) for each name on a thread of its own, all at once; returns what they raised."""
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            body(name)
+        except BaseException as e:
+            errors.append(e)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in names]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(RUN_BOUND_S)
+    return errors
+
+
 def _history(db: Path, recognizer) -> list:
     saver = sqlite_checkpointer(db)
     try:
@@ -69,21 +87,11 @@ def test_two_processes_on_one_thread_keep_every_turn(tiny_checkpoint: Path, spee
 def test_threads_in_one_process_on_one_thread_keep_every_turn(recognizer, speech_wav: Path, tmp_path: Path):
     graph = build_empathic_agent(recognizer, db_path=tmp_path / "c.sqlite")
     config = {"configurable": {"thread_id": "shared"}}
-    errors: list[BaseException] = []
-
     def run(name: str) -> None:
-        try:
-            for i in range(TURNS_EACH):
-                graph.invoke({"audio": str(speech_wav), "transcript": f"{name} {i}"}, config=config)
-        except BaseException as e:
-            errors.append(e)
+        for i in range(TURNS_EACH):
+            graph.invoke({"audio": str(speech_wav), "transcript": f"{name} {i}"}, config=config)
 
-    workers = [threading.Thread(target=run, args=(n,)) for n in "ab"]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(RUN_BOUND_S)
-    assert not errors
+    assert not _in_threads(run, "ab")
     history = graph.get_state(config).values["emotion_history"]
     assert sorted(t.transcript for t in history) == sorted(f"{n} {i}" for n in "ab" for i in range(TURNS_EACH))
     graph.checkpointer.conn.close()
@@ -197,21 +205,11 @@ def test_threads_with_one_speaker_lose_no_profile_update(tmp_path: Path):
         random_weights = False
 
     graph = build_empathic_agent(ReadingsOnly(), checkpointer=InMemorySaver(), store=sqlite_store(tmp_path / "c.sqlite"))
-    errors: list[BaseException] = []
-
     def run(name: str) -> None:
-        try:
-            for i in range(PROFILE_TURNS):
-                r = reading("neutral", valence=0.2 + 0.01 * i, arousal=0.3, dominance=0.4)
-                graph.invoke({"reading": r, "speaker": "caller-7"}, config={"configurable": {"thread_id": f"{name}-{i}"}})
-        except BaseException as e:
-            errors.append(e)
+        for i in range(PROFILE_TURNS):
+            r = reading("neutral", valence=0.2 + 0.01 * i, arousal=0.3, dominance=0.4)
+            graph.invoke({"reading": r, "speaker": "caller-7"}, config={"configurable": {"thread_id": f"{name}-{i}"}})
 
-    workers = [threading.Thread(target=run, args=(n,)) for n in "abcd"]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(RUN_BOUND_S)
-    assert not errors
+    assert not _in_threads(run, "abcd")
     assert load_profile(graph.store, "caller-7").turns == 4 * PROFILE_TURNS
     graph.store.conn.close()

@@ -154,11 +154,16 @@ async def _wait_for_progress(progressed: anyio.Event) -> None:
         await progressed.wait()
 
 
+def _long_trace_server_args(checkpoint: Path, wav: Path) -> list[str]:
+    """emotion-mcp serving a long recording's trace, with INFO logs to read what it did."""
+    return ["--model", str(checkpoint), "--device", "cpu", "--allow-dir", str(wav.parent), "--log-level", "INFO",
+            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
     log = tmp_path / "server.log"
-    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent), "--log-level", "INFO",
-            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
+    args = _long_trace_server_args(tiny_checkpoint, very_long_wav)
     with served(args, log) as (proc, url):
         outcome: dict = {}
 
@@ -312,8 +317,7 @@ def _watched(args: list[str], where: Path):
 
 @pytest.mark.parametrize("sig, busy", [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGINT, False)])
 def test_a_stdio_server_stops_on_a_signal_while_its_client_holds_stdin(sig, busy: bool, tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
-    args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent), "--log-level", "INFO",
-            "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
+    args = _long_trace_server_args(tiny_checkpoint, very_long_wav)
     status, log = tmp_path / "status", tmp_path / "server.log"
     outcome: dict = {}
 
