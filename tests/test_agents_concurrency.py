@@ -36,6 +36,16 @@ CHILD = textwrap.dedent(
 )
 
 
+def _run_together(commands: list[list[str]], go: Path) -> None:
+    """Starts each command, lets them all begin at once (they wait for `go` to exist), and checks each succeeded."""
+    procs = [subprocess.Popen(c, stderr=subprocess.PIPE, text=True) for c in commands]
+    time.sleep(0.5)
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=RUN_BOUND_S)
+        assert p.returncode == 0, err
+
+
 def _in_threads(body, names: str) -> list[BaseException]:
     """Runs body(name) for each name on a thread of its own, all at once; returns what they raised."""
     errors: list[BaseException] = []
@@ -65,19 +75,10 @@ def _history(db: Path, recognizer) -> list:
 
 def test_two_processes_on_one_thread_keep_every_turn(tiny_checkpoint: Path, speech_wav: Path, recognizer, tmp_path: Path):
     db, go = tmp_path / "conversations.sqlite", tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tiny_checkpoint), str(db), str(speech_wav), str(go), name, str(TURNS_EACH)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("a", "b")
-    ]
-    time.sleep(0.5)
-    go.touch()
-    for p in procs:
-        _, err = p.communicate(timeout=RUN_BOUND_S)
-        assert p.returncode == 0, err
+    _run_together(
+        [[sys.executable, "-c", CHILD, str(tiny_checkpoint), str(db), str(speech_wav), str(go), name, str(TURNS_EACH)] for name in "ab"],
+        go,
+    )
     history = _history(db, recognizer)
     words = sorted(t.transcript for t in history)
     assert words == sorted(f"{n} {i}" for n in "ab" for i in range(TURNS_EACH))  # every turn, once
@@ -177,16 +178,7 @@ def test_two_processes_with_one_speaker_lose_no_profile_update(tmp_path: Path):
     from agents.scale import load_profile
 
     db, go = tmp_path / "conversations.sqlite", tmp_path / "go"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", PROFILE_CHILD, str(db), str(go), name, str(PROFILE_TURNS)],
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for name in ("a", "b")
-    ]
-    time.sleep(0.5)
-    go.touch()
-    for p in procs:
-        _, err = p.communicate(timeout=RUN_BOUND_S)
-        assert p.returncode == 0, err
+    _run_together([[sys.executable, "-c", PROFILE_CHILD, str(db), str(go), name, str(PROFILE_TURNS)] for name in "ab"], go)
     store = sqlite_store(db)
     try:
         assert load_profile(store, "caller-7").turns == 2 * PROFILE_TURNS  # every conversation's turns, none lost
