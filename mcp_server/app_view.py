@@ -8,6 +8,7 @@ text and structured content as before, hosts with it hand the structured content
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -18,12 +19,13 @@ VIEW_URI = "ui://emotion/trace.html"
 # `_meta` of a tool whose result the view draws (MCP Apps: `_meta.ui.resourceUri`).
 TOOL_UI_META: dict[str, Any] = {"ui": {"resourceUri": VIEW_URI}}
 
-# A small inline icon (an SVG data: URL, so clients need no network to show it): a voice wave.
+# A small inline icon (an SVG data: URL, so clients need no network to show it): a voice wave. Base64, so the
+# URL is a valid RFC 3986 URI (the schema's `format: uri`) whatever characters the SVG holds.
 _ICON_SVG = (
-    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24'><rect width='24' height='24' rx='5' fill='%233f6fd8'/>"
+    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24'><rect width='24' height='24' rx='5' fill='#3f6fd8'/>"
     "<path d='M4 12h2M8 8v8M12 5v14M16 8v8M20 12h-2' stroke='white' stroke-width='2' stroke-linecap='round'/></svg>"
 )
-_ICON_URL = "data:image/svg+xml;utf8," + _ICON_SVG.replace("<", "%3C").replace(">", "%3E").replace("'", "%27")
+_ICON_URL = "data:image/svg+xml;base64," + base64.b64encode(_ICON_SVG.encode()).decode("ascii")
 
 
 def _icons() -> list[Any]:
