@@ -21,7 +21,7 @@ from langchain_core.messages import SystemMessage
 from langgraph.config import get_config
 from typing_extensions import NotRequired
 
-from emotion_tool.results import EmotionReading
+from emotion_tool.engine.results import EmotionReading
 
 from .nodes import EmotionPerceptionNode, PlannerNode
 from .planning import PlanningConfig

@@ -8,7 +8,7 @@ uncertain reading softens the plan to a neutral one that names what it leans to.
 are known and point the other way from the voice, the plan says so. Every threshold lives in
 `PlanningConfig`; thresholds on valence and arousal are in standard deviations, not on the 0..1
 scale, because the model uses a narrow, speaker-dependent part of that scale. The defaults, the
-strategies and their wording come from the empathy rulebook (`emotion_tool.empathy`), which the MCP
+strategies and their wording come from the empathy rulebook (`emotion_tool.science.empathy`), which the MCP
 prompt reads too.
 """
 
@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emotion_tool.empathy import (
+from emotion_tool.science.empathy import (
     AROUSAL_GOAL,
     HANDOVER_GOAL,
     MISMATCH_GOAL,
@@ -28,7 +28,7 @@ from emotion_tool.empathy import (
     VALENCE_GOAL,
     choose_strategy,
 )
-from emotion_tool.results import EmotionReading
+from emotion_tool.engine.results import EmotionReading
 
 from .scale import ScaleConfig, SpeakerProfile, scale_of
 from .state import DialoguePlan, EmotionTurn, PlanEvent, Scale, StrategyName, Trend, WordsAgainstVoice
@@ -40,7 +40,7 @@ class PlanningConfig(BaseModel):
 
     Thresholds on valence and arousal (`*_z`, `valence_fall_sd`) are in standard deviations from the
     speaker's usual level (`scale`), not on the 0..1 scales; `min_confidence` and `min_margin` are
-    probabilities. The defaults shared with the MCP prompt come from `emotion_tool.empathy.THRESHOLDS`.
+    probabilities. The defaults shared with the MCP prompt come from `emotion_tool.science.empathy.THRESHOLDS`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -88,7 +88,7 @@ class PlanningConfig(BaseModel):
         default=1.5, gt=0, description="Total valence drop over them, in the speaker's sd, that flags valence-falling"
     )
     # Turns needed, floor on the sd and the population priors (their sources are in `agents.scale`
-    # and `emotion_tool.empathy.PopulationPriors`).
+    # and `emotion_tool.science.empathy.PopulationPriors`).
     scale: ScaleConfig = Field(
         default_factory=ScaleConfig, description="How a turn is put on the speaker's scale: turns needed, priors"
     )

@@ -5,7 +5,7 @@ speaker and the recording, so a fixed threshold ("valence at or below 0.35 is ne
 everything or for nothing. The planner therefore reads a turn as standard deviations away from the
 speaker's own running distribution (`SpeakerProfile`), and until enough of the speaker's turns are
 known, from the model's population priors (`PopulationPriors`, kept in the empathy rulebook
-`emotion_tool.empathy`, which judges a lone reading against the same priors).
+`emotion_tool.science.empathy`, which judges a lone reading against the same priors).
 
 Profiles live in a LangGraph store, one namespace per speaker (`profile_namespace`), so a caller
 who rings back on a new thread is compared with what earlier conversations showed.
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emotion_tool.empathy import DimensionPrior, PopulationPriors
-from emotion_tool.results import EmotionReading
+from emotion_tool.science.empathy import DimensionPrior, PopulationPriors
+from emotion_tool.engine.results import EmotionReading
 
 from .state import DIMENSIONS, Scale
 

@@ -10,7 +10,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
 from emotion_tool.audio import AudioError
-from emotion_tool.results import EmotionAnalysis
+from emotion_tool.engine.results import EmotionAnalysis
 
 if TYPE_CHECKING:
     from emotion_tool import AnalysisOptions, EmotionRecognizer

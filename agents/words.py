@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from emotion_tool.results import EmotionReading
+from emotion_tool.engine.results import EmotionReading
 
 from .state import Polarity, WordsAgainstVoice
 

@@ -50,7 +50,7 @@ def run_one(config: dict) -> dict:
     import functools
 
     from emotion_tool import EmotionRecognizer
-    from emotion_tool.batch import BatchOptions, collect_items, run_batch
+    from emotion_tool.jobs.batch import BatchOptions, collect_items, run_batch
 
     loader = functools.partial(EmotionRecognizer.from_pretrained, config["model"], device="cpu")
     items = collect_items(config["clips"])
@@ -58,7 +58,7 @@ def run_one(config: dict) -> dict:
     if config["engine"] == "local":
         summary = run_batch(loader(), items, config["out"], options=options)
     else:
-        from emotion_tool.batch_ray import RayOptions, run_batch_ray
+        from emotion_tool.jobs.batch_ray import RayOptions, run_batch_ray
 
         rec = loader()
         summary = run_batch_ray(
@@ -86,7 +86,7 @@ def main() -> int:
         print(json.dumps(run_one(json.loads(args.run_one))))
         return 0
 
-    from emotion_tool.testing import SIZES, save_random_checkpoint
+    from emotion_tool.engine.testing import SIZES, save_random_checkpoint
 
     model = args.cache / f"{args.size}-random"
     if not (model / "config.json").exists():

@@ -53,7 +53,7 @@ def _paths(encoder, *, with_compile: bool):
     import torch
     import torch.nn.functional as F
 
-    from emotion_tool import model as network
+    from emotion_tool.engine import model as network
 
     def eager(dtype):
         return lambda: copy.deepcopy(encoder).to(dtype)
@@ -125,8 +125,8 @@ def main() -> int:
     import torch.nn.functional as F
 
     from emotion_tool.config import N_FRAMES
-    from emotion_tool.operating_point import cpu_features
-    from emotion_tool.testing import SIZES, random_model
+    from emotion_tool.engine.operating_point import cpu_features
+    from emotion_tool.engine.testing import SIZES, random_model
 
     torch.manual_seed(0)
     config = SIZES[args.size]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from emotion_tool.config import SERConfig
-from emotion_tool.model import MERaLiONSER
+from emotion_tool.engine.model import MERaLiONSER
 
 
 def whisper_config(config: SERConfig):

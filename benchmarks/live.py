@@ -82,14 +82,14 @@ class _HubStyle:
     """The Hub code's way, behind the same segmenter: one padded fp32 pass per utterance."""
 
     def __init__(self, ckpt: Path):
-        from emotion_tool.checkpoint import read_checkpoint
+        from emotion_tool.engine.checkpoint import read_checkpoint
         from hub_baseline import HubStyleRunner
 
         self.config = read_checkpoint(ckpt).config
         self.runner = HubStyleRunner(ckpt, self.config)
 
     def classify_batch(self, waveforms, *, min_confidence=None):
-        from emotion_tool.results import EmotionReading
+        from emotion_tool.engine.results import EmotionReading
 
         out = []
         for w in waveforms:
@@ -100,7 +100,7 @@ class _HubStyle:
 
 def replay(classifier, wav: np.ndarray, *, read_ahead: bool = False) -> dict:
     """Feeds `wav` at real time; returns latencies, RTF, dropped audio and the readings."""
-    from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
+    from emotion_tool.live.streaming import StreamingAnalyzer, StreamOptions
 
     timed = _Timed(classifier)
     chunk = int(CHUNK_S * SR)
@@ -143,9 +143,9 @@ def main() -> int:
 
     import torch
 
-    from emotion_tool.agreement import compare_readings
-    from emotion_tool.operating_point import OperatingPoint, cpu_features
-    from emotion_tool.recognizer import EmotionRecognizer
+    from emotion_tool.science.agreement import compare_readings
+    from emotion_tool.engine.operating_point import OperatingPoint, cpu_features
+    from emotion_tool.engine.recognizer import EmotionRecognizer
     from speed import ensure_checkpoint
 
     ckpt = ensure_checkpoint(args.cache, args.size)

@@ -59,7 +59,7 @@ def _spawned(model: str | None, extra: list[str]) -> Iterator[tuple[str, bool]]:
     with tempfile.TemporaryDirectory() as tmp:
         random_weights = model is None
         if model is None:
-            from emotion_tool.testing import save_random_checkpoint
+            from emotion_tool.engine.testing import save_random_checkpoint
 
             model = str(save_random_checkpoint(Path(tmp) / "tiny"))
         log = Path(tmp) / "server.log"

@@ -162,11 +162,11 @@ def main() -> int:
 
     import torch
 
-    from emotion_tool.features import log_mel_spectrogram, pad_or_trim
-    from emotion_tool.operating_point import OperatingPoint, cpu_features
-    from emotion_tool.recognizer import AnalysisOptions, EmotionRecognizer
-    from emotion_tool.agreement import compare_readings
-    from emotion_tool.testing import random_model
+    from emotion_tool.engine.features import log_mel_spectrogram, pad_or_trim
+    from emotion_tool.engine.operating_point import OperatingPoint, cpu_features
+    from emotion_tool.engine.recognizer import AnalysisOptions, EmotionRecognizer
+    from emotion_tool.science.agreement import compare_readings
+    from emotion_tool.engine.testing import random_model
 
     config, state = tiny_en_encoder(model_dir)
     base = random_model(config, seed=0, sensitive=True)  # random ECAPA-TDNN and heads ...

@@ -64,8 +64,8 @@ def ensure_checkpoint(cache: Path, size: str) -> Path:
         return ckpt
     import torch
 
-    from emotion_tool.checkpoint import save_checkpoint
-    from emotion_tool.testing import SIZES, random_model
+    from emotion_tool.engine.checkpoint import save_checkpoint
+    from emotion_tool.engine.testing import SIZES, random_model
     from hub_baseline import random_decoder_tensors
 
     print(f"writing a {size}-size RANDOM-weight checkpoint with decoder tensors to {ckpt} ...", file=sys.stderr)
@@ -102,7 +102,7 @@ def ensure_audio(cache: Path) -> tuple[Path, str]:
         speech = load_audio(wav_path)  # 16 kHz mono float32, as the file already is
         kind = "espeak-ng speech with pauses"
     else:
-        from emotion_tool.testing import synthetic_voices
+        from emotion_tool.engine.testing import synthetic_voices
 
         speech = np.concatenate(synthetic_voices(np.random.default_rng(0), 12))
         kind = "synthetic voiced sound (espeak-ng not installed)"
@@ -116,8 +116,8 @@ def ensure_audio(cache: Path) -> tuple[Path, str]:
 
 
 def worker_baseline(ckpt: Path, audio: np.ndarray, repeats: int) -> dict:
-    from emotion_tool.checkpoint import read_checkpoint
-    from emotion_tool.windows import plan_trace
+    from emotion_tool.engine.checkpoint import read_checkpoint
+    from emotion_tool.engine.windows import plan_trace
     from hub_baseline import HubStyleRunner
 
     config = read_checkpoint(ckpt).config
@@ -141,7 +141,7 @@ def worker_ours(ckpt: Path, audio: np.ndarray, repeats: int) -> dict:
     import torch
 
     from emotion_tool import AnalysisOptions, EmotionRecognizer
-    from emotion_tool.agreement import compare_readings
+    from emotion_tool.science.agreement import compare_readings
 
     t = time.perf_counter()
     rec = EmotionRecognizer.from_pretrained(ckpt, device="cpu")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion_tool.arguments import add_calibration_arg
+from emotion_tool.cli.arguments import add_calibration_arg
 
 
 def file_demo_parser(prog: str, doc: str) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from emotion_tool import EmotionRecognizer
 from emotion_tool.cli import run_command
-from emotion_tool.plot import plot_trace
+from emotion_tool.science.plot import plot_trace
 
 PROG = "python -m demos.analyze_file"
 

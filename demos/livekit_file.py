@@ -76,7 +76,7 @@ async def _run(args: argparse.Namespace) -> int:
         print("turn ended; the LLM context gets: " + (notes[0] if notes else "(no emotion note this turn)"))
         chat.add_message(role="user", content=NO_TRANSCRIPT)
 
-    from emotion_tool.vad import SpeechDetector, VadOptions
+    from emotion_tool.audio.vad import SpeechDetector, VadOptions
 
     # Where LiveKit would end the turns: speech found by a VAD, plus the endpointing delay.
     ends = [end / RATE + ENDPOINTING_S for _, end in SpeechDetector(VadOptions(min_silence_ms=500)).speech_spans(wav)]

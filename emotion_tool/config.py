@@ -28,7 +28,7 @@ WEIGHTS_FILE = "model.safetensors"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, PREPROCESSOR_FILE)
 
-# Written into config.json of checkpoints made by `emotion_tool.testing`: such weights are random.
+# Written into config.json of checkpoints made by `emotion_tool.engine.testing`: such weights are random.
 RANDOM_INIT_KEY = "emotion_tool_random_init"
 
 

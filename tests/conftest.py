@@ -28,7 +28,7 @@ def sentences_wav(audio_dir: Path) -> tuple[Path, list[tuple[float, float]]]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight checkpoint in the published layout."""
-    from emotion_tool.testing import save_random_checkpoint
+    from emotion_tool.engine.testing import save_random_checkpoint
 
     return save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 

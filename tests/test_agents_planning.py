@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.planning import PLAYBOOK, PlanningConfig, baseline_trend, detect_events, plan_dialogue, strategy_for
-from emotion_tool.empathy import THRESHOLDS, choose_strategy
+from emotion_tool.science.empathy import THRESHOLDS, choose_strategy
 from agents.prompts import OFFLINE_HANDOVER, OFFLINE_REPLIES, offline_reply
 from agents.state import EmotionTurn
 from emotion_tool import LABELS, EmotionReading

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from emotion_tool import AnalysisOptions, EmotionRecognizer
-from emotion_tool.batch import BatchOptions, TableWriter, analyze_item, collect_items, item_key, read_table, run_batch
+from emotion_tool.jobs.batch import BatchOptions, TableWriter, analyze_item, collect_items, item_key, read_table, run_batch
 
 from helpers import speak
 
@@ -110,7 +110,7 @@ def test_a_killed_jsonl_run_loses_only_its_last_recording(tracer, archive, tmp_p
 
 
 def _decode(item):
-    from emotion_tool.batch import decode_item
+    from emotion_tool.jobs.batch import decode_item
 
     return decode_item(item, 3600.0)
 
@@ -210,7 +210,7 @@ def test_recordings_share_forward_passes_and_read_as_alone(tiny_checkpoint, reco
 
 
 def _decode_or_error(item):
-    from emotion_tool.batch import _decode_or_error
+    from emotion_tool.jobs.batch import _decode_or_error
 
     return _decode_or_error(item, 3600.0)
 
@@ -306,7 +306,7 @@ def test_an_output_that_is_not_a_regular_file_is_refused(tiny_checkpoint, archiv
 
 
 def _calibration_file(rec: EmotionRecognizer, path: Path, temperature: float) -> Path:
-    from emotion_tool.calibration import CalibrationOptions, FittedOn, fit_calibration
+    from emotion_tool.science.calibration import CalibrationOptions, FittedOn, fit_calibration
 
     k = len(rec.labels)
     cal = fit_calibration(

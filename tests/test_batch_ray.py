@@ -16,8 +16,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray's 
 ray = pytest.importorskip("ray", reason="the Ray path needs the ray extra: pip install 'emotion-tool[ray]'")
 
 from emotion_tool import AnalysisOptions, EmotionRecognizer  # noqa: E402
-from emotion_tool.batch import BatchOptions, collect_items, read_table, run_batch  # noqa: E402
-from emotion_tool.batch_ray import RayOptions, run_batch_ray  # noqa: E402
+from emotion_tool.jobs.batch import BatchOptions, collect_items, read_table, run_batch  # noqa: E402
+from emotion_tool.jobs.batch_ray import RayOptions, run_batch_ray  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -89,8 +89,8 @@ def test_an_actor_reads_the_recordings_of_a_call_in_shared_batches(tiny_checkpoi
     """The actor alone (no cluster needed): one call's recordings share forward passes and read as alone."""
     import pyarrow as pa
 
-    from emotion_tool.batch import analyze_item
-    from emotion_tool.batch_ray import _Analyzer, _decode_row, _item_of
+    from emotion_tool.jobs.batch import analyze_item
+    from emotion_tool.jobs.batch_ray import _Analyzer, _decode_row, _item_of
 
     loader = functools.partial(EmotionRecognizer.from_pretrained, str(tiny_checkpoint), device="cpu", options=AnalysisOptions(batch_size=4))
     actor = _Analyzer(loader)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCH))
 def test_hub_style_baseline_matches_the_engine(tmp_path, recognizer, speech_wav):
     import torch
 
-    from emotion_tool.checkpoint import save_checkpoint
+    from emotion_tool.engine.checkpoint import save_checkpoint
     from hub_baseline import HubStyleRunner, random_decoder_tensors
 
     config = recognizer.model.config

@@ -18,7 +18,7 @@ from sklearn.calibration import calibration_curve
 
 from helpers import speak
 from emotion_tool import EmotionRecognizer
-from emotion_tool.calibration import (
+from emotion_tool.science.calibration import (
     Calibration,
     CalibrationOptions,
     FittedOn,
@@ -29,7 +29,7 @@ from emotion_tool.calibration import (
     nll,
     reliability,
 )
-from emotion_tool.metrics import (
+from emotion_tool.science.metrics import (
     bootstrap_intervals,
     cluster_bootstrap,
     concordance_correlation,
@@ -37,7 +37,7 @@ from emotion_tool.metrics import (
     weighted_ccc,
     weighted_uar,
 )
-from emotion_tool.recognizer import AnalysisOptions
+from emotion_tool.engine.recognizer import AnalysisOptions
 
 K = 7
 
@@ -311,7 +311,7 @@ def test_calibrate_then_eval_shows_a_lower_ece(tiny_checkpoint: Path, dev_set: P
 
 
 def test_calibrate_writes_beside_the_checkpoint_by_default(tmp_path: Path, dev_set: Path):
-    from emotion_tool.testing import save_random_checkpoint
+    from emotion_tool.engine.testing import save_random_checkpoint
 
     ckpt = save_random_checkpoint(tmp_path / "ckpt")
     out = _cli("calibrate", dev_set, "--model", ckpt, "--device", "cpu", "--format", "json")

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emotion_tool import CheckpointError, EmotionRecognizer
-from emotion_tool.checkpoint import read_checkpoint, resolve_checkpoint
-from emotion_tool.testing import TINY
+from emotion_tool.engine.checkpoint import read_checkpoint, resolve_checkpoint
+from emotion_tool.engine.testing import TINY
 
 REPO = "MERaLiON/MERaLiON-SER-v1"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from emotion_tool import AudioError
-from emotion_tool import data as data_module
-from emotion_tool.data import (
+from emotion_tool.science import data as data_module
+from emotion_tool.science.data import (
     Augmentation,
     ManifestDataset,
     ManifestError,

@@ -17,20 +17,19 @@ from hypothesis import strategies as st
 from helpers import speak
 from emotion_tool import EmotionRecognizer
 from emotion_tool.config import LABELS, FeatureConfig
-from emotion_tool.data import ManifestOptions, read_item_audio, read_manifest
-from emotion_tool.evaluate import (
+from emotion_tool.science.data import ManifestOptions, read_item_audio, read_manifest
+from emotion_tool.science.evaluate import (
     EvaluationOptions,
     EvaluationReport,
     _segment_spans,
     _utterance_spans,
-    add_subcommand,
     evaluate,
     format_report,
-    run,
     write_report,
 )
-from emotion_tool.metrics import PRIMARY_LABELS, classification_scores, dimension_scores
-from emotion_tool.testing import TINY, save_random_checkpoint
+from emotion_tool.cli.evaluate import register, run
+from emotion_tool.science.metrics import PRIMARY_LABELS, classification_scores, dimension_scores
+from emotion_tool.engine.testing import TINY, save_random_checkpoint
 
 SR = 16000
 
@@ -175,7 +174,7 @@ def test_labels_the_model_lacks_are_refused(recognizer: EmotionRecognizer, eval_
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emotion-tool")
-    add_subcommand(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

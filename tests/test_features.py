@@ -5,7 +5,7 @@ import soundfile as sf
 import torch
 
 from emotion_tool.config import FeatureConfig
-from emotion_tool.features import log_mel_spectrogram, mel_filters, pad_or_trim
+from emotion_tool.engine.features import log_mel_spectrogram, mel_filters, pad_or_trim
 
 
 def test_mel_filters_equal_transformers():

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from emotion_tool import AnalysisOptions, AudioError
 from emotion_tool.audio import audio_info, load_audio, read_frames
-from emotion_tool.windows import plan_trace
+from emotion_tool.engine.windows import plan_trace
 
 from test_cli import run
 
@@ -87,7 +87,7 @@ def test_special_files_are_refused_by_type_without_blocking(tmp_path: Path):
 
 
 def test_a_manifest_that_is_a_fifo_is_refused(tmp_path: Path):
-    from emotion_tool.data import read_manifest
+    from emotion_tool.science.data import read_manifest
 
     fifo = tmp_path / "manifest.csv"
     os.mkfifo(fifo)
@@ -141,7 +141,7 @@ def test_cli_gives_one_line_for_bad_numbers_and_special_files(tiny_checkpoint, s
 
 @pytest.mark.parametrize("rate", [float("nan"), float("inf"), "16000", 0])
 def test_stream_options_refuse_odd_rates_with_a_value_error(rate):
-    from emotion_tool.streaming import StreamOptions
+    from emotion_tool.live.streaming import StreamOptions
 
     with pytest.raises(ValueError, match="sample_rate"):
         StreamOptions(sample_rate=rate)
@@ -187,7 +187,7 @@ def test_mcp_server_reads_a_file_with_no_duration_limit(tiny_checkpoint, speech_
 
 
 def test_a_calibration_that_is_not_a_regular_file_is_refused_by_type(tmp_path: Path):
-    from emotion_tool.calibration import load_calibration
+    from emotion_tool.science.calibration import load_calibration
 
     fifo = tmp_path / "calibration.json"
     os.mkfifo(fifo)
@@ -199,7 +199,7 @@ def test_a_calibration_that_is_not_a_regular_file_is_refused_by_type(tmp_path: P
 
 
 def test_a_bad_calibration_file_is_one_line(tiny_checkpoint, tmp_path: Path):
-    from emotion_tool.calibration import load_calibration
+    from emotion_tool.science.calibration import load_calibration
 
     for text in ('{"temperature": "warm"}', "not json at all", "[]"):
         bad = tmp_path / "calibration.json"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion_tool.empathy import describe_levels, reply_advice
+from emotion_tool.science.empathy import describe_levels, reply_advice
 from emotion_tool.integrations.listener import PerceptionOptions, TurnListener
 from emotion_tool.integrations.note import NOTE_PREFIX, is_turn_note, turn_note
-from emotion_tool.results import EmotionReading, UtteranceReading
-from emotion_tool.segmenter import StreamOptions
+from emotion_tool.engine.results import EmotionReading, UtteranceReading
+from emotion_tool.live.segmenter import StreamOptions
 from helpers import HeldRecognizer
 
 
@@ -22,7 +22,7 @@ def pcm16(wav: np.ndarray) -> bytes:
 
 def save_test_calibration(recognizer, path):
     """A calibration.json for `recognizer` (temperature 0.5), as `emotion-tool calibrate` writes one."""
-    from emotion_tool.calibration import CalibrationOptions, FittedOn, fit_calibration
+    from emotion_tool.science.calibration import CalibrationOptions, FittedOn, fit_calibration
 
     k = len(recognizer.labels)
     fitted = fit_calibration(
@@ -143,7 +143,7 @@ def test_async_close_waits_for_the_worker_off_the_loop(recognizer):
 
 
 def test_a_turn_of_several_utterances_reads_as_their_duration_weighted_aggregate(recognizer):
-    from emotion_tool.streaming import summarize_utterances as summarize
+    from emotion_tool.live.streaming import summarize_utterances as summarize
 
     from emotion_tool.integrations.note import turn_reading
 

@@ -308,7 +308,7 @@ def test_a_second_llm_run_in_the_same_turn_keeps_the_turns_note(recognizer, sent
 
 def test_a_turn_of_several_utterances_gets_one_note_for_all_of_them(recognizer, sentences_wav):
     """Two sentences with a pause the segmenter cuts at, in one turn: the note combines both readings."""
-    from emotion_tool.streaming import summarize_utterances as summarize
+    from emotion_tool.live.streaming import summarize_utterances as summarize
 
     perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns="segmenter", note_wait_s=10.0))
     context = LLMContext(messages=[{"role": "user", "content": " ".join(SENTENCES[:2])}])

@@ -13,7 +13,7 @@ from helpers import ManualClock
 from mcp_server.inference import InferenceQueue, ServerBusy
 from mcp_server.payloads import check_container, decode_base64, decode_pcm, sniff_container
 from mcp_server.security import BearerTokenMiddleware, PathPolicy, RequestError, check_http_binding, is_loopback, read_file_bytes
-from emotion_tool.streaming import summarize_utterances as summarize
+from emotion_tool.live.streaming import summarize_utterances as summarize
 from mcp_server.sessions import Session, SessionStore
 
 
@@ -270,7 +270,7 @@ def test_store_owner_expiry_and_bound():
 
 def test_summary_weights_utterances_by_duration():
     from emotion_tool import LABELS
-    from emotion_tool.results import EmotionReading, UtteranceReading
+    from emotion_tool.engine.results import EmotionReading, UtteranceReading
 
     def utt(i, start, end, label_index, valence):
         probs = [0.05] * 7

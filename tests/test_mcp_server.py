@@ -17,10 +17,10 @@ from mcp.shared.exceptions import MCPError
 
 from helpers import ManualClock
 from emotion_tool import LABELS, EmotionAnalysis, EmotionReading, ModelInfo
-from emotion_tool.results import UtteranceReading
+from emotion_tool.engine.results import UtteranceReading
 from mcp_server import ServerOptions, create_server
 from mcp_server.prompts import empathetic_reply_text
-from emotion_tool.streaming import summarize_utterances as summarize
+from emotion_tool.live.streaming import summarize_utterances as summarize
 from mcp_server.sessions import SessionStarted, SessionSummary, SessionTrace
 
 TOOLS = {"analyze_emotion", "start_emotion_session", "push_audio", "get_emotion_trace", "end_emotion_session"}

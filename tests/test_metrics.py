@@ -13,7 +13,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from emotion_tool.config import LABELS
-from emotion_tool.metrics import (
+from emotion_tool.science.metrics import (
     PRIMARY_LABELS,
     classification_scores,
     concordance_correlation,
@@ -139,7 +139,7 @@ def test_bootstrap_ccc_intervals_match_a_direct_resampling():
     """The CCC branch of `bootstrap_intervals`: each resample's CCC is Lin's CCC of the segments the
     resample draws, repeated as often as it draws them (NaN references left out), and the interval
     is the percentiles of those."""
-    from emotion_tool.metrics import bootstrap_intervals, cluster_bootstrap
+    from emotion_tool.science.metrics import bootstrap_intervals, cluster_bootstrap
 
     rng = np.random.default_rng(3)
     n, labels = 40, list(LABELS)

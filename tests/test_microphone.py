@@ -24,7 +24,7 @@ import soxr
 
 from demos import microphone
 from demos.microphone import SessionRecord
-from emotion_tool.streaming import StreamingAnalyzer
+from emotion_tool.live.streaming import StreamingAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]
 UTTERANCE = re.compile(r"^utterance (\d+)\s+([\d.]+)-([\d.]+) s\s+(.*)  latency ([\d.]+) s")

@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from emotion_tool.config import SERConfig
-from emotion_tool.model import MERaLiONSER, WhisperEncoder
-from emotion_tool.testing import TINY, random_model
+from emotion_tool.engine.model import MERaLiONSER, WhisperEncoder
+from emotion_tool.engine.testing import TINY, random_model
 
 CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "model" / "meralion_ser_v1_tensors.json"
 
@@ -50,7 +50,7 @@ def test_encoder_refuses_more_than_30_seconds():
 
 
 def _sharp_checkpoint(tmp_path: Path) -> Path:
-    from emotion_tool.checkpoint import save_checkpoint
+    from emotion_tool.engine.checkpoint import save_checkpoint
 
     return save_checkpoint(random_model(TINY, seed=3), tmp_path / "ckpt", random_init=True)
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from emotion_tool.operating_point import LIVE, PRESETS, OperatingPoint, _features_from_flags, cpu_features
+from emotion_tool.engine.operating_point import LIVE, PRESETS, OperatingPoint, _features_from_flags, cpu_features
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_cpu_features_of_this_machine_match_proc_cpuinfo():
 
 
 def test_detection_can_be_overridden():
-    code = "from emotion_tool.operating_point import cpu_features as c; f = c(); print(f.fast_bf16, f.avx512_vnni)"
+    code = "from emotion_tool.engine.operating_point import cpu_features as c; f = c(); print(f.fast_bf16, f.avx512_vnni)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "EMOTION_TOOL_CPU_FLAGS": "avx2 avx512_vnni"}
     ).stdout.split()

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from emotion_tool import AnalysisOptions, EmotionRecognizer
-from emotion_tool.agreement import measure_agreement
+from emotion_tool.science.agreement import measure_agreement
 
 
 def _p(r):
@@ -186,7 +186,7 @@ def test_operating_point_argument_sets_context_and_precision(tiny_checkpoint):
 
 
 def test_bf16_warns_on_a_cpu_without_bf16_units(tiny_checkpoint, monkeypatch):
-    from emotion_tool import operating_point as op
+    from emotion_tool.engine import operating_point as op
 
     monkeypatch.setenv("EMOTION_TOOL_CPU_FLAGS", "avx2 fma")
     op.cpu_features.cache_clear()

@@ -1,4 +1,4 @@
-"""Every example in README.md runs as written.
+"""Every example in README.md and the pages under docs/ runs as written.
 
 Each ```python block runs as its own program, and each ```bash / ```console block as a bash script,
 in a prepared working directory that stands for the repository's root as a new user has it: the
@@ -40,6 +40,7 @@ from helpers import speak
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]  # the front door and the pages it links
 FAKES = Path(__file__).resolve().parent / "readme_fakes"
 RUNNABLE = {"python", "bash", "console"}
 BLOCK_TIMEOUT_S = 600  # a hung example fails instead of hanging the suite
@@ -55,6 +56,16 @@ class Block:
     lang: str
     code: str
     markers: tuple[str, ...]  # the readme-test markers on the lines right above the fence
+    page: str = "README.md"  # the file, relative to the repository's root
+
+    @property
+    def where(self) -> str:
+        return f"{self.page} line {self.line}"
+
+    @property
+    def stem(self) -> str:
+        """A file name for the block's script, unique across pages."""
+        return f"{self.page.removesuffix('.md').replace('/', '-')}-L{self.line}"
 
     def marked(self, prefix: str) -> str | None:
         """The rest of the first marker that starts with `prefix`, or None."""
@@ -64,10 +75,11 @@ class Block:
     def id(self) -> str:
         first = next((ln for ln in self.code.splitlines() if ln.strip() and not ln.startswith("#")), "")
         words = re.sub(r"[^A-Za-z0-9_.-]+", "-", first.removeprefix("$ "))[:40].strip("-")
-        return f"L{self.line}-{self.lang}-{words}"
+        page = "" if self.page == "README.md" else self.page.removesuffix(".md").replace("docs/", "") + "-"
+        return f"{page}L{self.line}-{self.lang}-{words}"
 
 
-def readme_blocks(text: str) -> list[Block]:
+def readme_blocks(text: str, page: str = "README.md") -> list[Block]:
     """The fenced blocks of a Markdown text, with the marker on the line before each."""
     lines, blocks, i = text.splitlines(), [], 0
     while i < len(lines):
@@ -78,24 +90,36 @@ def readme_blocks(text: str) -> list[Block]:
             while k >= 0 and (m := MARKER.fullmatch(lines[k].strip())):
                 markers.insert(0, m.group(1))
                 k -= 1
-            blocks.append(Block(i + 1, fence.group(2), "\n".join(lines[i + 1 : end]) + "\n", tuple(markers)))
+            blocks.append(Block(i + 1, fence.group(2), "\n".join(lines[i + 1 : end]) + "\n", tuple(markers), page))
             i = end
         i += 1
     return blocks
 
 
+def all_blocks() -> list[Block]:
+    """The blocks of README.md and of every page under docs/, in that order."""
+    return [b for path in PAGES for b in readme_blocks(path.read_text(), str(path.relative_to(REPO)))]
+
+
 def _cases() -> list:
-    blocks = [b for b in readme_blocks(README.read_text()) if b.lang in RUNNABLE]
+    cases = []
+    for path in PAGES:
+        cases += _page_cases([b for b in all_blocks() if b.page == str(path.relative_to(REPO)) and b.lang in RUNNABLE])
+    return cases
+
+
+def _page_cases(blocks: list[Block]) -> list:
+    """One page's cases: a server block pairs with the blocks after it on the same page."""
     cases, servers, used = [], {}, set()
     for k, block in enumerate(blocks):
         for marker in block.markers:
             if not marker.startswith(KNOWN_MARKERS):
-                raise ValueError(f"README.md above line {block.line}: unknown readme-test marker {marker!r}")
+                raise ValueError(f"{block.page} above line {block.line}: unknown readme-test marker {marker!r}")
         server = None
         if block.marked("with the server above") is not None:
             server = next((b for b in reversed(blocks[:k]) if b.marked("until ")), None)
             if server is None:
-                raise ValueError(f"README.md line {block.line}: no server block (marked 'until') above it")
+                raise ValueError(f"{block.where}: no server block (marked 'until') above it")
             used.add(server.line)
         servers[block.line] = server
     for block in blocks:
@@ -103,9 +127,9 @@ def _cases() -> list:
             continue  # runs together with the block that needs it
         server = servers[block.line]
         skip = block.marked("skip (")
-        marks = [pytest.mark.skip(reason=f"README.md line {block.line}: {skip.removesuffix(')')}")] if skip else []
+        marks = [pytest.mark.skip(reason=f"{block.where}: {skip.removesuffix(')')}")] if skip else []
         if block.marked("in the repository's .venv") is not None and Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
-            marks = [pytest.mark.skip(reason=f"README.md line {block.line}: runs the repository's own .venv; these tests run in {sys.prefix}")]
+            marks = [pytest.mark.skip(reason=f"{block.where}: runs the repository's own .venv; these tests run in {sys.prefix}")]
         cases.append(pytest.param(block, server, id=block.id, marks=marks))
     return cases
 
@@ -247,13 +271,13 @@ def machine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, spe
 def _script(block: Block, folder: Path) -> list[str]:
     """The command that runs a block as written."""
     if block.lang == "python":
-        path = folder / f"L{block.line}.py"
+        path = folder / f"{block.stem}.py"
         path.write_text(block.code)
         return [sys.executable, str(path)]
     code = block.code
     if block.lang == "console":  # prompts start commands; their continuation lines follow
         code = "\n".join(ln[2:] if ln.startswith("$ ") else ln for ln in code.splitlines() if ln.startswith("$ ") or ln.startswith("  "))
-    path = folder / f"L{block.line}.sh"
+    path = folder / f"{block.stem}.sh"
     path.write_text("set -euo pipefail\n" + code)
     return ["bash", str(path)]
 
@@ -276,17 +300,17 @@ def _ready(ready: str, log: Path) -> bool:
 
 def _start_server(block: Block, machine: dict) -> tuple[subprocess.Popen, Path]:
     ready = block.marked("until ")
-    log = machine["blocks"] / f"L{block.line}.log"
+    log = machine["blocks"] / f"{block.stem}.log"
     proc = subprocess.Popen(_script(block, machine["blocks"]), cwd=_cwd(block, machine), env=machine["env"],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     give_up = time.monotonic() + SERVER_DEADLINE_S
     while not _ready(ready, log):
         if proc.poll() is not None:
-            pytest.fail(f"README.md line {block.line}: the server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"{block.where}: the server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         if time.monotonic() > give_up:
             _stop(proc)
-            pytest.fail(f"README.md line {block.line}: {ready!r} never appeared:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"{block.where}: {ready!r} never appeared:\n{log.read_text()[-4000:]}")
         time.sleep(0.2)
     return proc, log
 
@@ -328,10 +352,10 @@ def _run(block: Block, machine: dict, extra_env: dict | None = None) -> None:
         done = subprocess.run(_script(block, machine["blocks"]), cwd=_cwd(block, machine), env=env,
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=BLOCK_TIMEOUT_S)  # fmt: skip
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"README.md line {block.line}: still running after {BLOCK_TIMEOUT_S} s:\n{e.stdout}\n{e.stderr}")
+        pytest.fail(f"{block.where}: still running after {BLOCK_TIMEOUT_S} s:\n{e.stdout}\n{e.stderr}")
     if done.returncode != 0:
         pytest.fail(
-            f"README.md line {block.line} ({block.lang}) failed with exit status {done.returncode}:\n"
+            f"{block.where} ({block.lang}) failed with exit status {done.returncode}:\n"
             f"{block.code}\n--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-6000:]}"
         )
 
@@ -347,7 +371,7 @@ def test_readme_example_runs_as_written(block: Block, server: Block | None, mach
     else:
         _run(block, machine)
     left = subprocess.run(["git", "status", "--porcelain"], cwd=machine["work"], capture_output=True, text=True, check=True)
-    assert left.stdout == "", f"README.md line {block.line} left files that .gitignore does not cover:\n{left.stdout}"
+    assert left.stdout == "", f"{block.where} left files that .gitignore does not cover:\n{left.stdout}"
 
 
 def test_markers_and_skips_are_read():
@@ -362,16 +386,16 @@ def test_markers_and_skips_are_read():
 DATA = {"json", "toml", "csv"}
 
 
-@pytest.mark.parametrize("block", [b for b in readme_blocks(README.read_text()) if b.lang in DATA], ids=lambda b: b.id)
+@pytest.mark.parametrize("block", [b for b in all_blocks() if b.lang in DATA], ids=lambda b: b.id)
 def test_readme_data_block_is_read_by_what_it_configures(block: Block, tmp_path: Path) -> None:
     """Configs and manifests shown in README parse, and are accepted by the code that reads them."""
     import json
     import tomllib
 
-    from emotion_tool.data import ManifestOptions, read_manifest
-    from emotion_tool.train.config import load_config
+    from emotion_tool.science.data import ManifestOptions, read_manifest
+    from emotion_tool.jobs.train.config import load_config
 
-    where = f"README.md line {block.line}"
+    where = f"{block.where}"
     if block.lang == "toml":
         tomllib.loads(block.code)
         path = tmp_path / "config.toml"

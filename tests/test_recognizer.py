@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from emotion_tool import AnalysisOptions, AudioError, EmotionAnalysis, EmotionRecognizer
-from emotion_tool.recognizer import pick_device, pick_dtype
+from emotion_tool.engine.recognizer import pick_device, pick_dtype
 
 
 def _probs(reading):

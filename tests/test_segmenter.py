@@ -8,8 +8,8 @@ import soundfile as sf
 import soxr
 
 from emotion_tool import AudioError
-from emotion_tool.segmenter import StreamOptions, UtteranceSegmenter
-from emotion_tool.vad import VadOptions
+from emotion_tool.live.segmenter import StreamOptions, UtteranceSegmenter
+from emotion_tool.audio.vad import VadOptions
 
 SR = 16000
 TOLERANCE_S = 0.3  # utterance boundaries vs where espeak-ng's voice sounds
@@ -70,7 +70,7 @@ def test_resampled_input_gives_nearly_the_same_utterances(sentences):
 
 
 def test_segmenters_share_the_model_but_not_the_state(sentences):
-    from emotion_tool import vad
+    from emotion_tool.audio import vad
 
     wav, _ = sentences
     one, two = UtteranceSegmenter(), UtteranceSegmenter()

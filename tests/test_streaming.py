@@ -11,8 +11,8 @@ import soundfile as sf
 import soxr
 
 from emotion_tool import AudioError
-from emotion_tool.results import UtteranceReading
-from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
+from emotion_tool.engine.results import UtteranceReading
+from emotion_tool.live.streaming import StreamingAnalyzer, StreamOptions
 
 SR = 16000
 TOLERANCE_S = 0.3  # utterance boundaries vs where espeak-ng's voice sounds
@@ -307,7 +307,7 @@ def test_options_are_checked(options, match):
 
 
 def test_vad_options_are_checked_once_for_files_and_streams():
-    from emotion_tool.vad import VadOptions
+    from emotion_tool.audio.vad import VadOptions
 
     with pytest.raises(ValueError, match="threshold"):
         VadOptions(threshold=1.5)

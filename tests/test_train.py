@@ -32,17 +32,17 @@ from safetensors.torch import load_file
 
 from helpers import speak
 from emotion_tool import EmotionRecognizer
-from emotion_tool.checkpoint import save_checkpoint
+from emotion_tool.engine.checkpoint import save_checkpoint
 from emotion_tool.config import FeatureConfig
-from emotion_tool.data import read_item_audio, read_manifest
-from emotion_tool.evaluate import EvaluationOptions, evaluate
-from emotion_tool.metrics import concordance_correlation, unweighted_average_recall
-from emotion_tool.testing import TINY, random_model
-from emotion_tool.train import EpochLog, LoraOptions, TrainConfig, load_config, train
-from emotion_tool.train.cli import add_subcommand, run
-from emotion_tool.train.lora import _add_lora, _base_state, _merged_changes, _plain_model, _whisper_model
-from emotion_tool.train.losses import ccc_loss
-from emotion_tool.train.trainer import _WarmupCosine
+from emotion_tool.science.data import read_item_audio, read_manifest
+from emotion_tool.science.evaluate import EvaluationOptions, evaluate
+from emotion_tool.science.metrics import concordance_correlation, unweighted_average_recall
+from emotion_tool.engine.testing import TINY, random_model
+from emotion_tool.jobs.train import EpochLog, LoraOptions, TrainConfig, load_config, train
+from emotion_tool.cli.train import register, run
+from emotion_tool.jobs.train.lora import _add_lora, _base_state, _merged_changes, _plain_model, _whisper_model
+from emotion_tool.jobs.train.losses import ccc_loss
+from emotion_tool.jobs.train.trainer import _WarmupCosine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY_5S = dataclasses.replace(TINY, max_source_positions=250, features=FeatureConfig(chunk_length=5))  # 5-s window
@@ -194,7 +194,7 @@ def test_the_export_loads_in_the_engine_and_predicts_as_at_the_end_of_training(t
     readings = rec.classify_batch(waves)
     assert [r.label for r in readings] == s.dev_predictions
     with torch.no_grad():
-        from emotion_tool.features import log_mel_spectrogram, pad_or_trim
+        from emotion_tool.engine.features import log_mel_spectrogram, pad_or_trim
 
         batch = torch.from_numpy(np.stack([pad_or_trim(w, TINY_5S.features.n_samples) for w in waves]))
         probs = torch.softmax(trained.model(log_mel_spectrogram(batch, TINY_5S.features)).logits, -1).numpy()
@@ -291,7 +291,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(two_class, tmp_path):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emotion-tool")
-    add_subcommand(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion_tool.vad import SpeechDetector, speech_seconds
+from emotion_tool.audio.vad import SpeechDetector, speech_seconds
 
 
 def test_finds_each_sentence(sentences_wav):
@@ -34,7 +34,7 @@ def test_speech_seconds():
 def test_import_restores_thread_count():
     code = (
         "import torch; torch.set_num_threads(2)\n"
-        "from emotion_tool.vad import SpeechDetector; SpeechDetector()\n"
+        "from emotion_tool.audio.vad import SpeechDetector; SpeechDetector()\n"
         "print(torch.get_num_threads())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

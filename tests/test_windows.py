@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emotion_tool.windows import plan_trace, plan_windows, weighted_mean
+from emotion_tool.engine.windows import plan_trace, plan_windows, weighted_mean
 
 SR = 16000
 

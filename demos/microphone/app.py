@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from emotion_tool import CheckpointError, EmotionRecognizer
-from emotion_tool.arguments import add_calibration_arg
+from emotion_tool.cli.arguments import add_calibration_arg
 from emotion_tool.cli import run_command
-from emotion_tool.results import UtteranceReading
-from emotion_tool.segmenter import STREAM_VAD
-from emotion_tool.streaming import StreamingAnalyzer, StreamOptions
+from emotion_tool.engine.results import UtteranceReading
+from emotion_tool.live.segmenter import STREAM_VAD
+from emotion_tool.live.streaming import StreamingAnalyzer, StreamOptions
 
 from .records import POLL_S, PROG, DemoError, SessionRecord, AgentTurn
 from .responder import Responder

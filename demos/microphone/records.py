@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from emotion_tool.results import CalibrationNote, UtteranceReading
+from emotion_tool.engine.results import CalibrationNote, UtteranceReading
 
 
 PROG = "python -m demos.microphone"

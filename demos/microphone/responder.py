@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from emotion_tool import EmotionRecognizer
-from emotion_tool.results import UtteranceReading
+from emotion_tool.engine.results import UtteranceReading
 
 from .records import AgentTurn, DemoError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emotion_tool.plot import plot_utterances
+from emotion_tool.science.plot import plot_utterances
 
 from .records import DemoError, SessionRecord
 

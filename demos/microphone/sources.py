@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_tool import AudioError
-from emotion_tool.streaming import StreamingAnalyzer
+from emotion_tool.live.streaming import StreamingAnalyzer
 
 from .records import BLOCK_S, DemoError
 

@@ -6,20 +6,30 @@ import math
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
-from emotion_tool.plot import DIM_COLOURS, LABEL_COLOURS
-from emotion_tool.results import UtteranceReading
-from emotion_tool.streaming import StreamingAnalyzer
+from emotion_tool.science.plot import DIM_COLOURS, LABEL_COLOURS
+from emotion_tool.engine.results import UtteranceReading
+from emotion_tool.live.streaming import StreamingAnalyzer
 
 from .records import _DIMS, TRACE_ROWS, AgentTurn
 
 if TYPE_CHECKING:
-    from .app import Session
     from .sources import InputMonitor
 
 
 # --- display -----------------------------------------------------------------------------------------
+
+
+class Shown(Protocol):
+    """What the view draws from a session (the app's `Session` is one)."""
+
+    latest: UtteranceReading | None
+    utterances: list[UtteranceReading]
+    replies: Sequence[AgentTurn]
+
+    @property
+    def responder_busy(self) -> bool: ...
 
 
 def describe_utterance(u: UtteranceReading) -> str:
@@ -42,7 +52,7 @@ class LiveView:
         self.model = model
         self.random_weights = random_weights
 
-    def render(self, session: "Session", monitor: InputMonitor, analyzer: StreamingAnalyzer) -> Any:
+    def render(self, session: Shown, monitor: InputMonitor, analyzer: StreamingAnalyzer) -> Any:
         from rich.console import Group
         from rich.panel import Panel
         from rich.table import Table

@@ -31,9 +31,13 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
-from ..results import CalibrationNote, EmotionReading, UtteranceReading
-from ..segmenter import StreamOptions, UtteranceSegmenter
-from ..streaming import read_utterance
+from emotion_tool.engine.results import (
+    CalibrationNote,
+    EmotionReading,
+    UtteranceReading,
+)
+from emotion_tool.live.segmenter import StreamOptions, UtteranceSegmenter
+from emotion_tool.live.streaming import read_utterance
 
 __all__ = ["TurnListener", "PerceptionOptions", "ListenerStats"]
 

@@ -33,9 +33,13 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "emotion_tool.integrations.livekit requires LiveKit Agents; pip install 'emotion-tool[livekit]'"
     ) from e
 
-from ..results import UtteranceReading
-from .listener import ListenerStats, PerceptionOptions, TurnListener
-from .note import is_turn_note, turn_note, turn_reading
+from emotion_tool.engine.results import UtteranceReading
+from emotion_tool.integrations.listener import (
+    ListenerStats,
+    PerceptionOptions,
+    TurnListener,
+)
+from emotion_tool.integrations.note import is_turn_note, turn_note, turn_reading
 
 __all__ = ["LiveKitEmotion", "PerceptionOptions"]
 

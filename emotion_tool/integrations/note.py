@@ -1,6 +1,6 @@
 """The note a voice agent's LLM gets about how the user's turn sounded.
 
-The advice and its thresholds are the empathy rulebook's (`emotion_tool.empathy`), the same that
+The advice and its thresholds are the empathy rulebook's (`emotion_tool.science.empathy`), the same that
 the LangGraph planner and the MCP server's `empathetic_reply` prompt follow; only the framing of a
 one-turn note lives here.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..empathy import THRESHOLDS, describe_levels, reply_advice
-from ..results import UtteranceReading
-from ..streaming import summarize_utterances
+from emotion_tool.engine.results import UtteranceReading
+from emotion_tool.live.streaming import summarize_utterances
+from emotion_tool.science.empathy import THRESHOLDS, describe_levels, reply_advice
 
 __all__ = ["NOTE_PREFIX", "turn_note", "turn_reading", "is_turn_note"]
 
@@ -24,7 +24,7 @@ def turn_reading(readings: Sequence[UtteranceReading], *, min_confidence: float)
 
     A single utterance's reading is the turn's as it is. Several (the user paused mid-turn) are combined
     the way a recording's summary combines its windows: probabilities and dimensions weighted by each
-    utterance's duration (`emotion_tool.streaming.summarize_utterances`, which a streaming session's summary uses too),
+    utterance's duration (`emotion_tool.live.streaming.summarize_utterances`, which a streaming session's summary uses too),
     so a long sentence counts more than a short "yes" before it. The combined reading spans the turn,
     takes the first utterance's index and the last one's latency, and is uncertain below `min_confidence`.
     """

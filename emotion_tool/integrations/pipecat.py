@@ -44,9 +44,13 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "emotion_tool.integrations.pipecat requires Pipecat; pip install 'emotion-tool[pipecat]'"
     ) from e
 
-from ..results import CalibrationNote, UtteranceReading
-from .listener import ListenerStats, PerceptionOptions, TurnListener
-from .note import is_turn_note, turn_note, turn_reading
+from emotion_tool.engine.results import CalibrationNote, UtteranceReading
+from emotion_tool.integrations.listener import (
+    ListenerStats,
+    PerceptionOptions,
+    TurnListener,
+)
+from emotion_tool.integrations.note import is_turn_note, turn_note, turn_reading
 
 __all__ = ["EmotionPerceiver", "EmotionReadingFrame", "PerceptionOptions"]
 

@@ -1,0 +1,142 @@
+"""`emotion-tool analyze PATH... [--trace] [--format table|json|jsonl] [--plot FILE.png]`: read audio files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from emotion_tool.cli.arguments import (
+    MIN_CONFIDENCE_HELP,
+    PROG,
+    add_calibration_arg,
+    add_context_arg,
+    add_model_args,
+    add_trace_args,
+    console,
+    load_recognizer,
+    options_from_args,
+)
+from emotion_tool.engine.options import AnalysisOptions
+
+
+def register(sub: Any) -> None:
+    """Adds the command to an argparse subparsers object; `run` runs it."""
+    d = AnalysisOptions()
+    p = sub.add_parser("analyze", help="analyse audio files", description="Analyse one or more audio files.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (wav, flac, ogg, mp3, ...)")
+    add_model_args(p)
+    add_calibration_arg(p)
+    p.add_argument("--trace", action="store_true", help="also read windows of --window-s every --hop-s")
+    add_trace_args(p, d)
+    p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
+    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=MIN_CONFIDENCE_HELP)
+    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
+    add_context_arg(fast, d)
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
+                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")
+    p.set_defaults(func=run)
+
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from emotion_tool.audio import AudioError
+
+    options = options_from_args(AnalysisOptions, args)
+    rec = load_recognizer(args, options)
+    if rec.operating_point(trace=args.trace) != "published":
+        point = rec.operating_point(trace=args.trace)
+        print(f"{PROG}: note: fast operating point {point}: readings differ from the published model's", file=sys.stderr)
+    if rec.random_weights:
+        print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
+    results, failed = [], 0
+    for path in tqdm(args.paths, desc="files", unit="file", disable=None if len(args.paths) > 1 else True, file=sys.stderr):
+        bar = tqdm(desc=Path(path).name, unit="window", leave=False, disable=None, file=sys.stderr)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            analysis = rec.analyze(path, progress=progress)
+        except AudioError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        finally:
+            bar.close()
+        results.append(analysis)
+        if args.format == "jsonl":
+            print(analysis.model_dump_json(), flush=True)
+        if args.plot:
+            from emotion_tool.science.plot import plot_trace
+
+            target = Path(args.plot)
+            if len(args.paths) > 1:
+                target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix or '.png'}")
+            plot_trace(analysis, target)
+            print(f"{PROG}: plot written to {target}", file=sys.stderr)
+    if args.format == "json" and results:
+        if len(args.paths) == 1:
+            print(results[0].model_dump_json(indent=2))
+        else:
+            print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    elif args.format == "table" and results:
+        _print_tables(results)
+    return 1 if failed else 0
+
+
+
+
+def _print_tables(results) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table(title="Emotion", title_justify="left")
+    for col in ("file", "duration", "speech", "emotion", "confidence", "valence", "arousal", "dominance"):
+        table.add_column(col, justify="left" if col in ("file", "emotion") else "right")
+    for a in results:
+        s = a.summary
+        table.add_row(
+            a.source or "-",
+            f"{a.duration_s:.1f} s",
+            f"{a.speech_ratio:.0%}",
+            # Without speech the network still names an emotion; say what was heard instead.
+            "(no speech)" if a.speech_s == 0 else f"{s.label}{' (uncertain)' if s.uncertain else ''}",
+            f"{s.confidence:.2f}",
+            f"{s.valence:.2f}",
+            f"{s.arousal:.2f}",
+            f"{s.dominance:.2f}",
+        )
+    out.print(table)
+    for a in results:
+        probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(a.summary.probabilities.items(), key=lambda kv: -kv[1]))
+        out.print(f"[bold]{a.source}[/bold]  {probs}")
+        for w in a.warnings:
+            out.print(f"  [yellow]note:[/yellow] {w}")
+        if a.segments:
+            t = Table(
+                title=f"{a.source}: trace ({a.trace_window_s:g} s windows, {a.trace_hop_s:g} s hop)",
+                title_justify="left",
+                caption="? = uncertain",
+                caption_justify="left",
+            )
+            for col in ("start", "end", "speech", "emotion", "conf.", "val.", "aro.", "dom."):
+                t.add_column(col, justify="left" if col == "emotion" else "right")
+            for seg in a.segments:
+                r = seg.reading
+                cells = (
+                    [r.label + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", f"{r.valence:.2f}", f"{r.arousal:.2f}", f"{r.dominance:.2f}"]
+                    if r
+                    else ["(no speech)", "", "", "", ""]
+                )
+                t.add_row(f"{seg.start_s:.1f}", f"{seg.end_s:.1f}", f"{seg.speech_ratio:.0%}", *cells)
+            out.print(t)
