@@ -1,4 +1,7 @@
-"""Handing out a package's names on first use (PEP 562), so importing the package stays light."""
+"""Handing out a package's names on first use (PEP 562), so importing the package stays light.
+
+Layer 0, the foundation: imports nothing else from the package.
+"""
 
 from __future__ import annotations
 

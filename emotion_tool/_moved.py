@@ -3,6 +3,8 @@
 `import emotion_tool.streaming` (and `from emotion_tool.streaming import ...`) gives the module now at
 `emotion_tool.live.streaming`, under both names, so code written against the flat layout runs
 unchanged while it warns once per module.
+
+Layer 0, the foundation: imports nothing else from the package.
 """
 
 from __future__ import annotations

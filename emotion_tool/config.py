@@ -1,4 +1,7 @@
-"""Model configuration and audio constants. Imports nothing heavy (no torch)."""
+"""Model configuration and audio constants. Imports nothing heavy (no torch).
+
+Layer 0, the foundation: imports nothing else from the package.
+"""
 
 from __future__ import annotations
 

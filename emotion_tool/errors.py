@@ -1,4 +1,7 @@
-"""Errors a user can act on, kept apart from the modules that raise them so they import nothing heavy."""
+"""Errors a user can act on, kept apart from the modules that raise them so they import nothing heavy.
+
+Layer 0, the foundation: imports nothing else from the package.
+"""
 
 from __future__ import annotations
 

@@ -39,3 +39,31 @@ def recognizer(tiny_checkpoint: Path):
     from emotion_tool import EmotionRecognizer
 
     return EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+# --- the quick tier -------------------------------------------------------------------------------
+# `-m "not integration"` is the check before a commit: unit-level tests in this process only. The
+# integration tier is everything that starts child processes, servers (MCP over HTTP, LangGraph
+# Server), the voice frameworks' pipelines, third-party clients, a browser, Ray, or runs README's blocks.
+_INTEGRATION_MARKS = {"subprocess", "clients", "ray", "slow"}
+_INTEGRATION_FILES = {
+    "test_readme.py",
+    "test_mcp_transports.py",
+    "test_mcp_clients.py",
+    "test_mcp_app_view.py",
+    "test_mcp_registry.py",
+    "test_mcp_langchain.py",
+    "test_mcp_langgraph.py",
+    "test_agents_server.py",
+    "test_integrations_pipecat.py",
+    "test_integrations_livekit.py",
+    "test_integrations_demos.py",
+    "test_microphone.py",
+    "test_benchmarks.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in _INTEGRATION_FILES or _INTEGRATION_MARKS & {m.name for m in item.iter_markers()}:
+            item.add_marker(pytest.mark.integration)

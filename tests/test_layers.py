@@ -168,3 +168,16 @@ def test_old_import_paths_still_work_and_warn():
     from emotion_tool.jobs.train.config import load_config as same
 
     assert load_config is same
+
+
+def test_every_emotion_tool_module_names_its_layer():
+    """A reader learns from each module's docstring (or its package's) which layer it is in."""
+    unnamed = []
+    for name, path in modules().items():
+        if not name.startswith("emotion_tool.") or name.count(".") == 0:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        package_doc = ast.get_docstring(ast.parse((path.parent / "__init__.py").read_text())) if path.name == "__init__.py" else ""
+        if "Layer " not in doc and "Layer " not in (package_doc or ""):
+            unnamed.append(name)
+    assert not unnamed, f"modules whose docstring names no layer: {unnamed}"

@@ -4,6 +4,8 @@ Every entry point goes through here: file paths, the bytes of a file, base64 tex
 raw little-endian PCM (with its encoding and rate), arrays, and live chunks (`check_chunk`). Callers
 never open soundfile themselves; `read_frames` and `audio_info` serve those who need a stretch of a
 long file, and `encode_wav` the few that hand audio on.
+
+Layer 1, audio in (`emotion_tool.audio`).
 """
 
 from __future__ import annotations

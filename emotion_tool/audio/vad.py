@@ -1,4 +1,7 @@
-"""Voice activity detection with silero-vad (its wheel ships the model; nothing is downloaded)."""
+"""Voice activity detection with silero-vad (its wheel ships the model; nothing is downloaded).
+
+Layer 1, audio in (`emotion_tool.audio`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`python -m emotion_tool.cli`: the same as `emotion-tool`."""
+"""`python -m emotion_tool.cli`: the same as `emotion-tool`.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""`emotion-tool agree PATH...`: how far the fast operating points move readings, and how much faster they are."""
+"""`emotion-tool agree PATH...`: how far the fast operating points move readings, and how much faster they are.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`emotion-tool analyze PATH... [--trace] [--format table|json|jsonl] [--plot FILE.png]`: read audio files."""
+"""`emotion-tool analyze PATH... [--trace] [--format table|json|jsonl] [--plot FILE.png]`: read audio files.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from emotion_tool.cli.arguments import (
-    MIN_CONFIDENCE_HELP,
     PROG,
+    add_analysis_args,
     add_calibration_arg,
-    add_context_arg,
     add_model_args,
-    add_trace_args,
     console,
     load_recognizer,
     options_from_args,
@@ -29,17 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (wav, flac, ogg, mp3, ...)")
     add_model_args(p)
     add_calibration_arg(p)
-    p.add_argument("--trace", action="store_true", help="also read windows of --window-s every --hop-s")
-    add_trace_args(p, d)
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
-    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=MIN_CONFIDENCE_HELP)
-    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
-    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
-    add_context_arg(fast, d)
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
-                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")
+    add_analysis_args(p, d, trace_help="also read windows of --window-s every --hop-s")
     p.set_defaults(func=run)
 
 

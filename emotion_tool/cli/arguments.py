@@ -3,6 +3,8 @@
 `emotion-tool analyze|agree|info|eval|calibrate|batch`, `emotion-mcp` and the demos all take a model
 (and a calibration) the same way; `eval` and `calibrate` read a manifest the same way.
 Imports nothing heavy, so `--help` stays fast.
+
+Layer 5, the command line (`emotion_tool.cli`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "add_trace_args",
     "add_context_arg",
     "add_reading_args",
+    "add_analysis_args",
     "load_options",
     "point_from_args",
     "options_from_args",
@@ -141,6 +144,21 @@ def add_context_arg(p: argparse.ArgumentParser | Any, defaults: AnalysisOptions 
         default=None,  # unset: the operating point decides (padded unless it says trimmed)
         help="trimmed: the encoder sees only each window's frames (default padded: 30 s, as published)",
     )
+
+
+def add_analysis_args(p: argparse.ArgumentParser | Any, defaults: AnalysisOptions = AnalysisOptions(), *, trace_help: str) -> None:
+    """What `analyze` and `batch` share: the trace, the uncertain threshold, limits, batching, and the fast points."""
+    d = defaults
+    p.add_argument("--trace", action="store_true", help=trace_help)
+    add_trace_args(p, d)
+    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=MIN_CONFIDENCE_HELP)
+    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s,
+                   help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
+    add_context_arg(fast, d)
+    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
+                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")  # fmt: skip
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:

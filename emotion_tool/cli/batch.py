@@ -1,4 +1,7 @@
-"""`emotion-tool batch MANIFEST_OR_PATHS... --out TABLE [--ray [ADDRESS]]`: archives into one table, resumable."""
+"""`emotion-tool batch MANIFEST_OR_PATHS... --out TABLE [--ray [ADDRESS]]`: archives into one table, resumable.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from emotion_tool.cli.arguments import (
-    MIN_CONFIDENCE_HELP,
     PROG,
+    add_analysis_args,
     add_calibration_arg,
-    add_context_arg,
     add_model_args,
-    add_trace_args,
     load_options,
     options_from_args,
 )
@@ -34,11 +35,7 @@ def register(sub: Any) -> None:
     add_model_args(p)
     add_calibration_arg(p, help="a calibration.json from `emotion-tool calibrate`: calibrated probabilities and its uncertain "
                         "threshold; the `calibration` column names it, and a table is resumed with the same one only")
-    p.add_argument("--trace", action="store_true", help="also a row per trace window of --window-s every --hop-s")
-    add_trace_args(p, d)
-    p.add_argument("--min-confidence", type=float, default=d.min_confidence, help=MIN_CONFIDENCE_HELP)
-    p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s, help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    add_analysis_args(p, d, trace_help="also a row per trace window of --window-s every --hop-s")
     p.add_argument("--workers", type=int, default=1, help="decoding processes beside the model's (default 1; 0: none)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for the model (default on the CPU: this process's cores minus --workers, at least 1; on a GPU: torch's)")
@@ -51,10 +48,6 @@ def register(sub: Any) -> None:
     ray.add_argument("--actors", type=int, default=None, help="model actors (default: one per GPU, else 1)")
     ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each model actor reserves (default 1)")
     ray.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
-    fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
-    add_context_arg(fast, d)
-    fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
-                      help="shared-encoder: one encoder pass per 30-s window for the whole trace")
     p.set_defaults(func=run)
 
 

@@ -1,4 +1,7 @@
-"""`emotion-tool calibrate MANIFEST --model ID_OR_DIR`: fit calibrated confidence and an uncertain threshold."""
+"""`emotion-tool calibrate MANIFEST --model ID_OR_DIR`: fit calibrated confidence and an uncertain threshold.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`emotion-tool eval MANIFEST --model ID_OR_DIR`: scores with the MERaLiON-SER protocol, a report and its figures."""
+"""`emotion-tool eval MANIFEST --model ID_OR_DIR`: scores with the MERaLiON-SER protocol, a report and its figures.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`emotion-tool info`: the model, its labels, the device, the CPU's features and the operating point."""
+"""`emotion-tool info`: the model, its labels, the device, the CPU's features and the operating point.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@
     emotion-tool batch MANIFEST_OR_PATHS... --out readings.parquet [--ray [ADDRESS]]   # archives, resumable
 
 Bad input prints one line and exits non-zero; set EMOTION_TOOL_DEBUG=1 for the traceback.
+
+Layer 5, the command line (`emotion_tool.cli`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`emotion-tool random-model DIR`: a checkpoint with random weights, for tests and benchmarks (its readings mean nothing)."""
+"""`emotion-tool random-model DIR`: a checkpoint with random weights, for tests and benchmarks (its readings mean nothing).
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`emotion-tool train CONFIG [--resume] [--dry-run]`: fine-tune. The parser imports nothing heavy; the run does."""
+"""`emotion-tool train CONFIG [--resume] [--dry-run]`: fine-tune. The parser imports nothing heavy; the run does.
+
+Layer 5, the command line (`emotion_tool.cli`).
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,9 @@
 Both cut utterances with the engine's `UtteranceSegmenter` (or follow the framework's turns), read
 them with the recognizer's operating point, and word the LLM's note with the empathy rulebook. The
 framework-free parts (`PerceptionOptions`, `TurnListener`, `turn_note`) load without either framework.
+
+Layer 5, beside the command line: built on `emotion_tool.live` and `emotion_tool.science`; nothing in
+the package imports it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ Recordings go through `EmotionRecognizer.analyze_batch`, several at a time where
 windows (a GPU), so a row holds what `analyze` returns at the same operating point. The table layout (one row per recording, and with a trace one
 per trace segment, told apart by `kind`) is documented in the README's "Batch analysis" section;
 `emotion_tool.jobs.batch_ray` runs the same analysis on a Ray cluster and writes the same table.
+
+Layer 4, jobs (`emotion_tool.jobs`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ stream back to this process and are written by the same `TableWriter`, in parts,
 resumption and its per-item errors are those of a local run; no shared file system is needed.
 
 Requires the `ray` extra: pip install 'emotion-tool[ray]'.
+
+Layer 4, jobs (`emotion_tool.jobs`).
 """
 
 from __future__ import annotations

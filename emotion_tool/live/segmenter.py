@@ -11,6 +11,8 @@ The caller owns the loop: `push` runs the detector on the new frames and returns
 they close, at once, on the caller's thread. Threads, queues and event loops wrap it from outside
 (`StreamingAnalyzer` is one such wrapper; the MCP server's sessions and the voice-framework plugins
 call it directly). All state lives in the object; the silero model itself is shared by the process.
+
+Layer 3, live speech (`emotion_tool.live`).
 """
 
 from __future__ import annotations

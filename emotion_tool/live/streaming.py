@@ -4,6 +4,8 @@ The chunk contract and the segmentation are `emotion_tool.live.segmenter`'s (`Ut
 module only wraps them in a queue and one worker thread per analyzer, so that `feed` returns at once
 and is safe to call from an audio callback. Callers that own their loop (a request handler, an
 asyncio pipeline) use `UtteranceSegmenter` and `read_utterance` directly.
+
+Layer 3, live speech (`emotion_tool.live`).
 """
 
 from __future__ import annotations

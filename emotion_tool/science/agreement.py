@@ -2,6 +2,8 @@
 
 Random weights cannot tell how the published model reacts to a change of operating point, so this
 runs on the user's own audio and weights: `emotion-tool agree clip.wav ... --model ID_OR_DIR`.
+
+Layer 3, science (`emotion_tool.science`).
 """
 
 from __future__ import annotations

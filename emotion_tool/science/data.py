@@ -14,6 +14,8 @@ stretch of audio per row:
     speaker     optional speaker id
 
 Audio is read only when an item is asked for, one item at a time (`ManifestDataset`).
+
+Layer 3, science (`emotion_tool.science`).
 """
 
 from __future__ import annotations

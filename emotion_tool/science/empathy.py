@@ -12,6 +12,8 @@ deviations from a usual level: the speaker's own, once the planner has heard eno
 (`agents.scale`), and otherwise the model's population priors (`PopulationPriors`), as for a lone
 reading (the MCP prompt, the voice note, a speaker's first turns). One set of thresholds
 (`EmpathyThresholds`) serves both; `choose_strategy` is the rule they feed.
+
+Layer 3, science (`emotion_tool.science`).
 """
 
 from __future__ import annotations

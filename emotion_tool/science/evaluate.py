@@ -21,6 +21,8 @@ otherwise), so that two models or operating points can be compared with their un
 
 One module past 500 lines, as whisper's transcribe.py: the protocol, its report and the command
 that prints it change together (`emotion-tool calibrate` reads manifests through the same code).
+
+Layer 3, science (`emotion_tool.science`).
 """
 
 from __future__ import annotations

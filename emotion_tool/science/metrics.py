@@ -9,6 +9,8 @@ Confidence intervals are percentile bootstrap intervals over clusters: whole spe
 are drawn with replacement, every segment of a drawn cluster comes along as often as it is drawn,
 and the score is recomputed on each such resample. Segments of one speaker are not independent
 evidence; resampling them one by one would make intervals too narrow.
+
+Layer 3, science (`emotion_tool.science`).
 """
 
 from __future__ import annotations

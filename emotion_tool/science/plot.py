@@ -3,6 +3,8 @@
 `plot_trace` draws a recording's analysis, `plot_utterances` a live session's utterances,
 `plot_confusion` an evaluation's confusion matrix and `plot_reliability` a calibration's
 reliability diagram; all share the colours and saving here.
+
+Layer 3, science (`emotion_tool.science`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""What a training run uses: `TrainConfig` (defaults are the paper's) and reading it from TOML or JSON."""
+"""What a training run uses: `TrainConfig` (defaults are the paper's) and reading it from TOML or JSON.
+
+Layer 4, jobs (`emotion_tool.jobs`).
+"""
 
 from __future__ import annotations
 

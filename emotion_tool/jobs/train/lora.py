@@ -1,4 +1,7 @@
-"""Building the network to train: from a checkpoint or a Whisper encoder, LoRA adapters, merged export."""
+"""Building the network to train: from a checkpoint or a Whisper encoder, LoRA adapters, merged export.
+
+Layer 4, jobs (`emotion_tool.jobs`).
+"""
 
 from __future__ import annotations
 

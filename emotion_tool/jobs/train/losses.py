@@ -1,4 +1,7 @@
-"""The loss terms: 1 − CCC on valence/arousal/dominance, and class weights for the cross-entropy."""
+"""The loss terms: 1 − CCC on valence/arousal/dominance, and class weights for the cross-entropy.
+
+Layer 4, jobs (`emotion_tool.jobs`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What a run reports: dev scores, the per-epoch log line, and the summary of a finished run."""
+"""What a run reports: dev scores, the per-epoch log line, and the summary of a finished run.
+
+Layer 4, jobs (`emotion_tool.jobs`).
+"""
 
 from __future__ import annotations
 

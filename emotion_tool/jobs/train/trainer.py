@@ -13,6 +13,8 @@ A run directory holds `config.json` (the resolved config), `log.jsonl` (one line
 `state.pt` (everything needed to resume after the last finished epoch), `checkpoints/` (the trained
 tensors of the k best epochs) and, at the end, `model/`: a checkpoint in the published layout
 (LoRA merged into the encoder) that `EmotionRecognizer.from_pretrained` loads, with `training.json`.
+
+Layer 4, jobs (`emotion_tool.jobs`).
 """
 
 from __future__ import annotations
