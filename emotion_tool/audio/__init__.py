@@ -21,9 +21,10 @@ from emotion_tool.audio.decode import (
     decode_pcm,
     encode_wav,
     load_audio,
+    load_channels,
     open_regular_file,
     read_frames,
     sniff_container,
 )
 
-__all__ = ["load_audio", "AudioError", "AudioInput", "check_chunk", "decode_pcm", "read_frames", "open_regular_file"]
+__all__ = ["load_audio", "load_channels", "AudioError", "AudioInput", "check_chunk", "decode_pcm", "read_frames", "open_regular_file"]

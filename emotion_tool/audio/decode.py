@@ -91,6 +91,42 @@ def load_audio(
     return _to_model_input(wav, sr, name, max_duration_s)
 
 
+def load_channels(
+    audio: AudioInput,
+    *,
+    sample_rate: int | None = None,
+    max_duration_s: float | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decodes audio to 16 kHz float32 with its channels kept apart, one row per channel.
+
+    Takes what `load_audio` takes and checks it the same way; each channel is exactly what
+    `load_audio` returns for a mono file holding that channel alone.
+
+    Returns:
+        waveforms (C, N) float32 at 16 kHz; C is 1 for mono audio.
+
+    Raises:
+        AudioError: as `load_audio`.
+    """
+    if isinstance(audio, str) and audio.startswith("data:"):
+        name = name or "audio (data: URL)"
+        wav, sr = _read_bytes(decode_data_url(audio), name, max_duration_s, mix=False)
+    elif isinstance(audio, (str, os.PathLike)):
+        wav, sr = _read_path(Path(audio), max_duration_s, mix=False)
+        name = name or str(audio)
+    elif isinstance(audio, (bytes, bytearray, memoryview)):
+        name = name or "audio bytes"
+        wav, sr = _read_bytes(bytes(audio), name, max_duration_s, mix=False)
+    else:
+        name = name or "audio array"
+        wav = _as_array(audio, name)
+        if sample_rate is None:
+            raise AudioError("sample_rate", f"{name}: an array needs its sample rate; pass sample_rate=16000 (or its rate)")
+        sr = _check_rate(sample_rate, name)
+    return np.stack([_to_model_input(wav[:, [c]], sr, name, max_duration_s) for c in range(wav.shape[1])])
+
+
 def _check_rate(sample_rate: Any, name: str) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)):
         raise AudioError("sample_rate", f"{name}: sample_rate must be a number of Hz, got {sample_rate!r}")
@@ -143,27 +179,27 @@ def open_regular_file(path: str | os.PathLike, *, name: str | None = None, follo
         raise
 
 
-def _read_path(path: Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+def _read_path(path: Path, max_duration_s: float | None, *, mix: bool = True) -> tuple[np.ndarray, int]:
     with open_regular_file(path) as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise AudioError("empty", f"{path} is an empty file (0 bytes); record or export the audio again")
-        return _decode(f, str(path), max_duration_s)
+        return _decode(f, str(path), max_duration_s, mix=mix)
 
 
-def _read_bytes(data: bytes, name: str, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+def _read_bytes(data: bytes, name: str, max_duration_s: float | None, *, mix: bool = True) -> tuple[np.ndarray, int]:
     if not data:
         raise AudioError("empty", f"{name}: no bytes were given; send the contents of an audio file")
-    return _decode(io.BytesIO(data), name, max_duration_s)
+    return _decode(io.BytesIO(data), name, max_duration_s, mix=mix)
 
 
-def _decode(f: Any, name: str, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+def _decode(f: Any, name: str, max_duration_s: float | None, *, mix: bool = True) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
         with sf.SoundFile(f) as snd:
             sr = snd.samplerate
             _check_header(snd.frames, snd.channels, sr, name, max_duration_s)
-            wav, sr = _read_blocks(snd, name), SAMPLE_RATE
+            wav, sr = _read_blocks(snd, name, mix=mix), SAMPLE_RATE
     except sf.LibsndfileError as e:
         reason = getattr(e, "error_string", "") or str(e)  # without the file object's repr
         raise AudioError(
@@ -198,17 +234,19 @@ def _check_header(frames: int, channels: int, sr: int, name: str, max_duration_s
         )
 
 
-def _read_blocks(snd: Any, name: str) -> np.ndarray:
-    """Decodes block by block, mixing to mono and resampling each block to 16 kHz before the next.
+def _read_blocks(snd: Any, name: str, *, mix: bool = True) -> np.ndarray:
+    """Decodes block by block, mixing to mono (unless `mix` is False) and resampling each block to 16 kHz before the next.
 
     Memory stays at the 16-kHz mono result plus one block, whatever the file's rate and channels;
     nothing is allocated from the header's frame count, which a damaged or hostile file may inflate.
-    Returns (samples, 1) float32 at 16 kHz (identical to resampling the whole signal at once).
+    Returns (samples, 1) float32 at 16 kHz (identical to resampling the whole signal at once), or
+    (samples, channels) when `mix` is False.
     """
     import soxr
 
     sr, parts = snd.samplerate, []
-    stream = None if sr == SAMPLE_RATE else soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    width = 1 if mix else snd.channels
+    stream = None if sr == SAMPLE_RATE else soxr.ResampleStream(sr, SAMPLE_RATE, width, dtype="float32", quality="HQ")
     while True:
         block = snd.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
         last = block.shape[0] < _BLOCK_FRAMES
@@ -217,15 +255,17 @@ def _read_blocks(snd: Any, name: str) -> np.ndarray:
                 "non_finite",
                 f"{name} holds NaN or infinite samples; fix the producer of the audio or replace them before analysis",
             )
-        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if mix:
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        else:
+            mono = block
         if stream is not None:
             mono = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
         if mono.size:
-            parts.append(np.array(mono, dtype=np.float32))
+            parts.append(np.array(mono, dtype=np.float32).reshape(-1, width))
         if last:
             break
-    wav = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    return wav[:, None]
+    return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
 
 
 def _as_array(audio: Any, name: str) -> np.ndarray:

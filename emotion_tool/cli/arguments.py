@@ -155,10 +155,23 @@ def add_analysis_args(p: argparse.ArgumentParser | Any, defaults: AnalysisOption
     p.add_argument("--max-duration", dest="max_duration_s", type=float, default=d.max_duration_s,
                    help="refuse audio longer than this, seconds; inf: no limit (default %(default)g)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--channels", type=_channel_names, default=d.channels, metavar="NAMES",
+                   help="mix (default: all channels as one voice), or a speaker name per channel, in order "
+                   "(e.g. agent,customer): each channel read as its own speaker, overlaps marked")  # fmt: skip
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     add_context_arg(fast, d)
     fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")  # fmt: skip
+
+
+def _channel_names(text: str) -> tuple[str, ...] | None:
+    """argparse type: "mix" (None), or comma-separated speaker names, one per channel."""
+    if text.strip() == "mix":
+        return None
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--channels {text!r}: give 'mix' or distinct names, one per channel, e.g. agent,customer")
+    return names
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:

@@ -42,8 +42,14 @@ class AnalysisOptions:
     # Fast operating points (opt-in; they change the numbers — `emotion-tool agree` measures by how much):
     context: Context = "padded"  # "padded": each window zero-padded to 30 s (published); "trimmed": the encoder sees only the window's own frames
     trace_mode: TraceMode = "windows"  # "windows": each trace window read on its own (published); "shared-encoder": one encoder pass per <= 30-s window, pooling and heads over each trace window's frames
+    channels: tuple[str, ...] | None = None  # None: channels mixed to one voice (published); speaker names in channel order, e.g. ("agent", "customer"): each channel read as its own speaker
 
     def __post_init__(self) -> None:
+        if self.channels is not None:
+            names = (self.channels,) if isinstance(self.channels, str) else tuple(self.channels)
+            if not names or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+                raise ValueError(f"channels must name each channel once, in order (e.g. ('agent', 'customer')), got {self.channels!r}")
+            object.__setattr__(self, "channels", names)  # a list is kept as a tuple, so the options stay hashable
         for name in ("window_s", "hop_s", "max_window_s", "min_duration_s", "min_confidence", "min_speech_ratio"):
             value = getattr(self, name)
             if value is None and name == "min_confidence":  # the calibration's threshold, else 0.5

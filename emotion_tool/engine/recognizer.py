@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from emotion_tool.audio import AudioError, AudioInput, load_audio
+from emotion_tool.audio import AudioError, AudioInput, load_audio, load_channels
 from emotion_tool.audio.vad import SpeechDetector, VadOptions, speech_seconds
 from emotion_tool.config import SAMPLE_RATE, default_model
 from emotion_tool.engine.checkpoint import Checkpoint, build_model, read_checkpoint
@@ -32,6 +32,7 @@ from emotion_tool.engine.results import (
     ModelInfo,
     TraceSegment,
 )
+from emotion_tool.engine.speakers import merge_channels
 from emotion_tool.engine.windows import (
     check_window_budget,
     plan_trace,
@@ -383,12 +384,45 @@ class EmotionRecognizer:
             o = replace(o, **overrides)
         if name is None and isinstance(audio, (str, os.PathLike)):
             name = os.fspath(audio)
+        if o.channels is not None:
+            return self._analyze_channels(audio, sample_rate, o, name, progress)
         plan = self._plan(audio, sample_rate, o, name)
+        probs, dims = self._read_plan(plan, o, progress)
+        return self._assemble(plan, probs, dims, o, name)
+
+    def _read_plan(self, plan: _Plan, o: AnalysisOptions, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+        """Reads a planned recording: probabilities and dims, their rows following `plan.spans`."""
         if o.trace and o.trace_mode == "shared-encoder":
             _, probs, dims = self._read_shared(plan.wav, plan.planned, plan.windows, plan.trace_read, o, progress)
         else:
             _, probs, dims = self._read(plan.chunks(), batch_size=self._batch_size(o), context=o.context, progress=progress)
-        return self._assemble(plan, probs, dims, o, name)
+        return probs, dims
+
+    def _analyze_channels(
+        self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None, progress: Progress | None
+    ) -> EmotionAnalysis:
+        """Reads each channel as its own recording and merges them (`emotion_tool.engine.speakers`)."""
+        speakers = o.channels or ()
+        waves = load_channels(audio, sample_rate=sample_rate, max_duration_s=o.max_duration_s, name=name)
+        if waves.shape[0] != len(speakers):
+            raise AudioError(
+                "type",
+                f"{name or 'audio'} has {waves.shape[0]} channel(s), but {len(speakers)} speaker names were given "
+                f"({', '.join(speakers)}); name one speaker per channel, or mix the channels (channels=None, --channels mix)",
+            )
+        one = replace(o, channels=None)
+        plans = [self._plan(wav, SAMPLE_RATE, one, name) for wav in waves]
+        analyses, outputs = [], []
+        for c, plan in enumerate(plans):
+            # Progress over all channels: each channel's share of the work counted as equal.
+            step = None if progress is None else (lambda done, total, c=c: progress(c * total + done, len(plans) * total))
+            probs, dims = self._read_plan(plan, one, step)
+            analyses.append(self._assemble(plan, probs, dims, one, name))
+            outputs.append((probs[: len(plan.windows)], dims[: len(plan.windows)], plan.weights))
+        return merge_channels(
+            analyses, speakers=speakers, speech=[p.speech for p in plans], window_outputs=outputs,
+            min_confidence=self._threshold(o), channel_warnings=[p.warnings for p in plans],
+        )  # fmt: skip
 
     def analyze_batch(
         self,
@@ -410,6 +444,8 @@ class EmotionRecognizer:
         names = list(names) if names is not None else [None] * len(audios)
         if len(names) != len(audios):
             raise ValueError(f"names has {len(names)} entries for {len(audios)} recordings; give one per recording")
+        if o.channels is not None:  # each channel is planned apart: read recording by recording
+            return [self._analyze_or_error(audio, sample_rate, o, name) for audio, name in zip(audios, names)]
         results: list[EmotionAnalysis | AudioError | ValueError] = []
         plans: list[tuple[int, _Plan]] = []
         for i, (audio, name) in enumerate(zip(audios, names)):
@@ -433,6 +469,14 @@ class EmotionRecognizer:
             results[i] = self._assemble(plan, probs[start:end], dims[start:end], o, names[i])
             start = end
         return results
+
+    def _analyze_or_error(
+        self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None
+    ) -> EmotionAnalysis | AudioError | ValueError:
+        try:
+            return self.analyze(audio, sample_rate=sample_rate, options=o, name=name)
+        except (AudioError, ValueError) as e:  # this recording's own problem
+            return e
 
     def _plan(self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None) -> _Plan:
         """Decodes a recording and plans its windows (nothing read yet); raises what `analyze` raises."""

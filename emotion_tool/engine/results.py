@@ -50,6 +50,11 @@ class EmotionReading(BaseModel):
     margin: float = Field(description="Top-1 minus top-2 probability; small means the model hesitates")
     entropy: float = Field(description="Normalised entropy of the probabilities, 0 certain .. 1 uniform")
     uncertain: bool = Field(description="True when confidence is below the configured minimum, or no speech was detected")
+    speaker: str | None = Field(
+        default=None,
+        exclude_if=_absent,  # left out of the JSON unless channels are read as speakers, so mixed outputs are unchanged
+        description="Whose speech this is (a channel's name); absent: all channels mixed",
+    )
 
     @classmethod
     def from_outputs(
@@ -100,6 +105,27 @@ class TraceSegment(BaseModel):
     speech_ratio: float = Field(description="Share of the window the voice activity detector marked as speech")
     is_speech: bool = Field(description="Whether the window holds enough speech to be read")
     reading: EmotionReading | None = Field(default=None, description="The reading; null for non-speech windows")
+    speaker: str | None = Field(
+        default=None, exclude_if=_absent, description="Whose channel this window is from; absent: all channels mixed"
+    )
+    overlap: bool | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="True when another speaker's channel also holds speech in this window; absent: all channels mixed",
+    )
+
+
+class SpeakerSummary(BaseModel):
+    """One speaker (one channel) of a recording read channel by channel."""
+
+    model_config = ConfigDict(frozen=True)
+
+    speaker: str = Field(description="The channel's name")
+    channel: int = Field(description="The channel's index in the file, from 0")
+    summary: EmotionReading = Field(description="The channel's own reading, aggregated over its windows by speech duration")
+    speech_s: float = Field(description="Seconds of detected speech in this channel")
+    speech_ratio: float = Field(description="speech_s / the recording's duration_s")
+    overlap_s: float = Field(description="Seconds of this channel's speech during which another channel speaks too")
 
 
 class EmotionAnalysis(BaseModel):
@@ -127,6 +153,17 @@ class EmotionAnalysis(BaseModel):
         default=None,
         exclude_if=_absent,  # left out of the JSON when none is loaded, so outputs without one are unchanged
         description="The calibration the probabilities went through; absent: the network's own probabilities",
+    )
+    speakers: list[SpeakerSummary] | None = Field(
+        default=None,
+        exclude_if=_absent,  # left out of the JSON unless channels are read as speakers
+        description=(
+            "One summary per channel when channels are read as speakers; then `windows` and `segments` hold "
+            "every channel's, each with its `speaker`, and `summary` aggregates all of them by speech duration"
+        ),
+    )
+    overlap_s: float | None = Field(
+        default=None, exclude_if=_absent, description="Seconds in which two or more channels hold speech at once"
     )
 
 
