@@ -57,6 +57,18 @@ HopS = Annotated[
     ),
 ]
 
+Channels = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+    Field(
+        description="Read each channel of the recording as its own speaker, named in channel order (e.g. "
+        '["agent", "customer"] for a call recorded one side per channel): the reply then holds a summary per '
+        "speaker, every reading and trace window carries its speaker, and windows where another channel speaks "
+        "too are marked overlap. Omit (null) to mix all channels into one voice.",
+        min_length=1,
+        max_length=16,
+    ),
+]
+
 
 async def analyze_emotion(
     ctx: EmotionContext,
@@ -67,12 +79,14 @@ async def analyze_emotion(
     trace: TraceFlag = False,
     window_s: WindowS = 2.0,
     hop_s: HopS = 1.0,
+    channels: Channels = None,
 ) -> EmotionAnalysis:
     """Reads the emotions in a recording of speech.
 
     Returns a summary reading of the whole recording (label, confidence, the 7 probabilities,
     valence/arousal/dominance in 0..1, `uncertain`), the windows of at most 30 s behind it, and,
-    with trace=true, a reading every hop_s seconds. Long recordings report progress.
+    with trace=true, a reading every hop_s seconds. With channels, one summary per channel's speaker.
+    Long recordings report progress.
     """
     state = state_of(ctx)
     o = state.options
@@ -82,7 +96,8 @@ async def analyze_emotion(
                 "give exactly one of audio_path (a file in an allowed directory) or audio_base64 (the audio bytes)"
             )
         analysis_options = replace(
-            state.recognizer.options, trace=trace, window_s=window_s, hop_s=hop_s, max_duration_s=o.max_duration_s
+            state.recognizer.options, trace=trace, window_s=window_s, hop_s=hop_s, max_duration_s=o.max_duration_s,
+            channels=tuple(channels) if channels is not None else None,
         )
         if audio_path is not None:
             real = state.paths.resolve(audio_path)

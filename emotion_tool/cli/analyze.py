@@ -97,18 +97,21 @@ def _print_tables(results) -> None:
     for col in ("file", "duration", "speech", "emotion", "confidence", "valence", "arousal", "dominance"):
         table.add_column(col, justify="left" if col in ("file", "emotion") else "right")
     for a in results:
-        s = a.summary
-        table.add_row(
-            a.source or "-",
-            f"{a.duration_s:.1f} s",
-            f"{a.speech_ratio:.0%}",
-            # Without speech the network still names an emotion; say what was heard instead.
-            "(no speech)" if a.speech_s == 0 else f"{s.label}{' (uncertain)' if s.uncertain else ''}",
-            f"{s.confidence:.2f}",
-            f"{s.valence:.2f}",
-            f"{s.arousal:.2f}",
-            f"{s.dominance:.2f}",
-        )
+        # Channels read as speakers: the recording's row, then one row per speaker.
+        rows = [(a.source or "-", a.summary, a.speech_s, a.speech_ratio)]
+        rows += [(f"  {p.speaker}", p.summary, p.speech_s, p.speech_ratio) for p in a.speakers or []]
+        for label, s, speech_s, ratio in rows:
+            table.add_row(
+                label,
+                f"{a.duration_s:.1f} s",
+                f"{ratio:.0%}",
+                # Without speech the network still names an emotion; say what was heard instead.
+                "(no speech)" if speech_s == 0 else f"{s.label}{' (uncertain)' if s.uncertain else ''}",
+                f"{s.confidence:.2f}",
+                f"{s.valence:.2f}",
+                f"{s.arousal:.2f}",
+                f"{s.dominance:.2f}",
+            )
     out.print(table)
     for a in results:
         probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(a.summary.probabilities.items(), key=lambda kv: -kv[1]))
@@ -122,8 +125,11 @@ def _print_tables(results) -> None:
                 caption="? = uncertain",
                 caption_justify="left",
             )
-            for col in ("start", "end", "speech", "emotion", "conf.", "val.", "aro.", "dom."):
-                t.add_column(col, justify="left" if col == "emotion" else "right")
+            by_speaker = a.speakers is not None
+            for col in (("speaker",) if by_speaker else ()) + ("start", "end", "speech", "emotion", "conf.", "val.", "aro.", "dom."):
+                t.add_column(col, justify="left" if col in ("speaker", "emotion") else "right")
+            if by_speaker:
+                t.caption = "? = uncertain, * = another speaker talks in the same window"
             for seg in a.segments:
                 r = seg.reading
                 cells = (
@@ -131,5 +137,6 @@ def _print_tables(results) -> None:
                     if r
                     else ["(no speech)", "", "", "", ""]
                 )
-                t.add_row(f"{seg.start_s:.1f}", f"{seg.end_s:.1f}", f"{seg.speech_ratio:.0%}", *cells)
+                who = [f"{seg.speaker}{'*' if seg.overlap else ''}"] if by_speaker else []
+                t.add_row(*who, f"{seg.start_s:.1f}", f"{seg.end_s:.1f}", f"{seg.speech_ratio:.0%}", *cells)
             out.print(t)

@@ -136,28 +136,31 @@ def item_key(item: ManifestItem) -> str:
     return f"{item.audio}#{item.start_s or 0:g}-{'' if item.end_s is None else f'{item.end_s:g}'}"
 
 
-def decode_item(item: ManifestItem, max_duration_s: float) -> np.ndarray:
-    """The item's 16 kHz mono float32 waveform, decoded exactly as `analyze` decodes a path.
+def decode_item(item: ManifestItem, max_duration_s: float, *, keep_channels: bool = False) -> np.ndarray:
+    """The item's 16 kHz mono float32 waveform (N,), decoded exactly as `analyze` decodes a path;
+    with `keep_channels`, its channels apart (N, channels), for channels read as speakers.
 
     Raises:
         AudioError: missing, empty, undecodable, non-finite or too long.
     """
-    from emotion_tool.audio import AudioError, load_audio
+    from emotion_tool.audio import AudioError, load_audio, load_channels
 
     if item.start_s is None and item.end_s is None:
+        if keep_channels:
+            return load_channels(item.audio, max_duration_s=max_duration_s, name=str(item.audio)).T
         return load_audio(item.audio, max_duration_s=max_duration_s, name=str(item.audio))
     if not item.audio.is_file():
         raise AudioError("not_found", f"{item.audio}: no such file; check the manifest's audio column")
-    wav = read_item_audio(item)
+    wav = read_item_audio(item, keep_channels=keep_channels)
     if wav.shape[0] / SAMPLE_RATE > max_duration_s:
         raise AudioError("too_long", f"{item_key(item)} lasts {wav.shape[0] / SAMPLE_RATE:.1f} s, over the limit of {max_duration_s:g} s")
     return wav
 
 
-def _decode_or_error(item: ManifestItem, max_duration_s: float) -> np.ndarray | str:
+def _decode_or_error(item: ManifestItem, max_duration_s: float, keep_channels: bool = False) -> np.ndarray | str:
     """Worker-side: the waveform, or the error as text (exceptions from odd files must not kill the run)."""
     try:
-        return decode_item(item, max_duration_s)
+        return decode_item(item, max_duration_s, keep_channels=keep_channels)
     except Exception as e:  # any decoding failure belongs to this item's row, never to the run
         return _error_text(e)
 
@@ -173,7 +176,7 @@ def _error_text(e: BaseException) -> str:
 def columns(labels: Sequence[str]) -> list[tuple[str, str]]:
     """(name, type) of every column, in order; types are "string", "int", "float", "bool", "strings"."""
     return [
-        ("key", "string"), ("audio", "string"), ("kind", "string"), ("segment", "int"),
+        ("key", "string"), ("audio", "string"), ("kind", "string"), ("segment", "int"), ("speaker", "string"),
         ("start_s", "float"), ("end_s", "float"), ("duration_s", "float"), ("speech_ratio", "float"),
         ("is_speech", "bool"), ("label", "string"), ("confidence", "float"), ("margin", "float"), ("uncertain", "bool"),
         *[(f"p_{name}", "float") for name in labels], *[(d, "float") for d in DIMENSIONS],
@@ -186,8 +189,9 @@ def analysis_rows(
     item: ManifestItem, analysis: "EmotionAnalysis | None", *, error: str | None, labels: Sequence[str],
     operating_point: str, model_id: str, random_weights: bool, calibration: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """The item's rows: its trace segments (if any), then the recording row. Times are seconds from
-    the start of the file; readings absent (None) where there is none."""
+    """The item's rows: its trace segments (if any), then, with channels read as speakers, a
+    `kind="speaker"` row per channel (`segment`: the channel's index), then the recording row. Times
+    are seconds from the start of the file; readings absent (None) where there is none."""
     base = {name: None for name, _ in columns(labels)}
     base.update(
         key=item_key(item), audio=str(item.audio), reference_label=item.label, operating_point=operating_point,
@@ -207,8 +211,15 @@ def analysis_rows(
 
     rows = [
         {**base, "kind": "segment", "segment": i, "start_s": offset + s.start_s, "end_s": offset + s.end_s,
-         "duration_s": s.end_s - s.start_s, "speech_ratio": s.speech_ratio, "is_speech": s.is_speech, **reading(s.reading)}
+         "duration_s": s.end_s - s.start_s, "speech_ratio": s.speech_ratio, "is_speech": s.is_speech,
+         "speaker": s.speaker, **reading(s.reading)}
         for i, s in enumerate(analysis.segments)
+    ]  # fmt: skip
+    rows += [
+        {**base, "kind": "speaker", "segment": p.channel, "speaker": p.speaker, "start_s": offset,
+         "end_s": offset + analysis.duration_s, "duration_s": analysis.duration_s, "speech_ratio": p.speech_ratio,
+         "is_speech": p.speech_s > 0, **reading(p.summary)}
+        for p in analysis.speakers or []
     ]  # fmt: skip
     rows.append({
         **base, "kind": "recording", "start_s": offset, "end_s": offset + analysis.duration_s,
@@ -503,7 +514,8 @@ def run_batch(
         max_s = rec.options.max_duration_s
         bar = ThroughputBar(len(todo), skipped, enabled=options.progress)
         failed, audio_s = 0, 0.0
-        for group in _groups(_decoded(todo, max_s, options), rec.batch_size):
+        keep_channels = rec.options.channels is not None  # channels read as speakers are decoded apart
+        for group in _groups(_decoded(todo, max_s, options, keep_channels), rec.batch_size):
             for rows in analyze_items(rec, group):
                 writer.write(rows)
                 failed += rows[-1]["error"] is not None
@@ -557,11 +569,11 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _decoded(todo: list[ManifestItem], max_s: float, options: BatchOptions):
+def _decoded(todo: list[ManifestItem], max_s: float, options: BatchOptions, keep_channels: bool = False):
     """(item, waveform or error text) in input order, decoded ahead by worker processes."""
     if options.workers == 0:
         for item in todo:
-            yield item, _decode_or_error(item, max_s)
+            yield item, _decode_or_error(item, max_s, keep_channels)
         return
     # spawn: a forked copy of a process that holds a torch thread pool can deadlock in it.
     ctx = multiprocessing.get_context("spawn")
@@ -569,14 +581,14 @@ def _decoded(todo: list[ManifestItem], max_s: float, options: BatchOptions):
         queue: collections.deque = collections.deque()
         it = iter(todo)
         for item in it:
-            queue.append((item, pool.submit(_decode_or_error, item, max_s)))
+            queue.append((item, pool.submit(_decode_or_error, item, max_s, keep_channels)))
             if len(queue) >= options.workers + options.prefetch:
                 break
         while queue:
             item, fut = queue.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                queue.append((nxt, pool.submit(_decode_or_error, nxt, max_s)))
+                queue.append((nxt, pool.submit(_decode_or_error, nxt, max_s, keep_channels)))
             try:
                 decoded = fut.result()
             except concurrent.futures.process.BrokenProcessPool as e:

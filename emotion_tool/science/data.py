@@ -36,6 +36,7 @@ from emotion_tool.audio import (
     AudioError,
     audio_info,
     load_audio,
+    load_channels,
     open_regular_file,
     read_frames,
 )
@@ -396,13 +397,16 @@ def class_balance(items: Iterable[ManifestItem], *, labels: Sequence[str] = LABE
 # --- reading and augmenting audio ------------------------------------------------------------------
 
 
-def read_item_audio(item: ManifestItem) -> np.ndarray:
-    """The item's stretch of audio, 16 kHz mono float32 (N,); reads only that stretch of the file."""
+def read_item_audio(item: ManifestItem, *, keep_channels: bool = False) -> np.ndarray:
+    """The item's stretch of audio, 16 kHz mono float32 (N,), or (N, channels) with `keep_channels`;
+    reads only that stretch of the file."""
     name = f"{item.audio} (manifest line {item.line})"
     _, sr = audio_info(item.audio, name=name)
     start = int(round((item.start_s or 0.0) * sr))
     stop = None if item.end_s is None else int(round(item.end_s * sr))
     data, sr = read_frames(item.audio, start=start, stop=stop, name=name)
+    if keep_channels:
+        return load_channels(data, sample_rate=sr, name=name).T
     return load_audio(data, sample_rate=sr, name=name)
 
 
