@@ -158,9 +158,11 @@ def test_cli(tiny_checkpoint: Path, call: Call, alone):
     out = cli("--format", "json")
     assert out.returncode == 0, out.stderr
     check_speakers(EmotionAnalysis.model_validate_json(out.stdout), alone, atol=1e-4)
-    table = cli()
+    plot = call.stereo.with_name("trace.png")
+    table = cli("--plot", str(plot))
     assert table.returncode == 0, table.stderr
     assert "speaker" in table.stdout and "customer*" in table.stdout and "agent*" in table.stdout
+    assert all(plot.with_name(f"trace-{name}.png").stat().st_size > 0 for name in SPEAKERS)  # one plot per speaker
     bad = subprocess.run(
         [sys.executable, "-m", "emotion_tool.cli", "analyze", str(call.stereo), "--channels", "agent,"],
         capture_output=True, text=True, timeout=300,

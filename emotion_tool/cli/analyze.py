@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     add_model_args(p)
     add_calibration_arg(p)
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
-    p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them; with --channels, one per speaker)")
     add_analysis_args(p, d, trace_help="also read windows of --window-s every --hop-s")
     p.set_defaults(func=run)
 
@@ -75,8 +75,15 @@ def run(args: argparse.Namespace) -> int:
             target = Path(args.plot)
             if len(args.paths) > 1:
                 target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix or '.png'}")
-            plot_trace(analysis, target)
-            print(f"{PROG}: plot written to {target}", file=sys.stderr)
+            # Channels read as speakers: one PNG per speaker, each of that speaker's trace alone.
+            views = [(target, analysis)] if analysis.speakers is None else [
+                (target.with_name(f"{target.stem}-{p.speaker}{target.suffix or '.png'}"),
+                 analysis.model_copy(update={"summary": p.summary, "segments": [s for s in analysis.segments if s.speaker == p.speaker]}))
+                for p in analysis.speakers
+            ]  # fmt: skip
+            for where, view in views:
+                plot_trace(view, where)
+                print(f"{PROG}: plot written to {where}", file=sys.stderr)
     if args.format == "json" and results:
         if len(args.paths) == 1:
             print(results[0].model_dump_json(indent=2))
