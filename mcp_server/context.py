@@ -9,7 +9,7 @@ import contextlib
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 import anyio
 import anyio.from_thread
@@ -26,6 +26,9 @@ from .journal import SessionJournal
 from .options import ServerOptions
 from .security import PathPolicy
 from .sessions import Session, SessionStore, SessionTrace
+
+if TYPE_CHECKING:
+    from .subscriptions import TraceUpdates
 
 __all__ = ["AppContext", "EmotionContext", "ModelLifespan", "state_of", "tool_errors"]
 
@@ -45,6 +48,7 @@ class AppContext:
     queue: InferenceQueue
     journal: SessionJournal | None = None  # --session-dir: where sessions' readings are appended
     stream_options: StreamOptions = field(default_factory=StreamOptions)  # sample_rate set per session
+    updates: "TraceUpdates | None" = None  # who watches which session's trace (subscriptions.py); None: nobody can
 
 
 EmotionContext = Context[AppContext, Any]
@@ -87,10 +91,18 @@ class ModelLifespan:
     context, read.
     """
 
-    def __init__(self, options: ServerOptions, paths: PathPolicy, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        options: ServerOptions,
+        paths: PathPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        updates: "TraceUpdates | None" = None,
+    ):
         self.options = options
         self.paths = paths
         self.clock = clock  # what session expiry measures idleness by
+        self.updates = updates  # told when sessions end
         self.state: AppContext | None = None
         self._users = 0
         self._lock = anyio.Lock()
@@ -128,6 +140,7 @@ class ModelLifespan:
             queue=InferenceQueue(o.max_pending, time_budget_s=o.time_budget_s),
             journal=SessionJournal(o.session_dir) if o.session_dir is not None else None,
             stream_options=StreamOptions(min_confidence=recognizer.min_confidence),
+            updates=self.updates,
         )
 
 
@@ -136,13 +149,18 @@ async def _sweep_sessions(state: AppContext) -> None:
     interval = min(30.0, max(0.05, state.options.session_idle_s / 4))
     while True:
         await anyio.sleep(interval)
-        await close_sessions(state.sessions.expire())
+        await close_sessions(state.sessions.expire(), state.updates)
 
 
-async def close_sessions(sessions: list[Session]) -> None:
-    """Ends sessions that were dropped or expired: a segmenter holds no thread, so dropping it frees it."""
+async def close_sessions(sessions: list[Session], updates: "TraceUpdates | None" = None) -> None:
+    """Ends sessions that were dropped or expired: a segmenter holds no thread, so dropping it frees it.
+
+    `updates`: told, so that whoever watched their traces hears of the end and stops watching.
+    """
     for s in sessions:
         s.ended = True
+    if updates is not None:
+        await updates.sessions_ended(sessions)
 
 
 def trace_of(state: AppContext, session: Session) -> SessionTrace:

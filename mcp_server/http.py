@@ -162,12 +162,18 @@ async def serve_http(
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from .events import RETRY_MS, ResumableEvents
+
+    events = ResumableEvents()  # SSE event ids, so a 2025 client whose stream drops resumes it (events.py)
     app = server.streamable_http_app(
         host=host,
         max_request_body_size=options.max_http_body_bytes,
         # the SDK checks only some spellings of loopback; HostOriginMiddleware checks every one
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        event_store=events,
+        retry_interval=RETRY_MS,
     )
+    app = events.scoped(app)
     sock = bind(host, port)  # before the model loads: a taken port fails at once
     guarded = guarded_app(app, host=host, token=token, allowed_origins=allowed_origins, options=options, oauth=oauth)
     config = uvicorn.Config(

@@ -191,6 +191,10 @@ class SessionStore:
         session.last_used = self._clock()
         return session
 
+    def owned_by(self, owner: str) -> list[Session]:
+        """The sessions `get` would hand `owner` now (without touching them: listing one is no use of it)."""
+        return [s for s in self._sessions.values() if s.owner == owner and not self._idle(s)]
+
     def expire(self) -> list[Session]:
         """Removes and returns the sessions idle for longer than `idle_timeout_s` (none with work in flight)."""
         gone = [s for s in self._sessions.values() if self._idle(s)]

@@ -42,7 +42,7 @@ async def start_emotion_session(
     """
     state = state_of(ctx)
     with tool_errors():
-        await close_sessions(state.sessions.expire())
+        await close_sessions(state.sessions.expire(), state.updates)
         state.sessions.check_room()
         stream_options = replace(state.stream_options, sample_rate=sample_rate)
         segmenter = await anyio.to_thread.run_sync(lambda: UtteranceSegmenter(stream_options))
@@ -58,7 +58,7 @@ async def start_emotion_session(
             dropped = state.sessions.add(session)
         except RequestError:
             raise
-        await close_sessions(dropped)
+        await close_sessions(dropped, state.updates)
         if state.journal is not None:
             journal, opener = state.journal, principal()
             await anyio.to_thread.run_sync(
@@ -118,6 +118,8 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
             session.received += samples.shape[0]
         finally:
             session.in_flight -= 1
+        if state.updates is not None:  # one change of the trace resource per utterance read
+            await state.updates.trace_changed(session, times=sum(not r.interim for r in readings))
         return PushResult(
             session_id=session.id,
             readings=readings,
@@ -159,20 +161,23 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         if session.summary is not None:
             return session.summary
 
-        def finish(job: Job) -> None:  # one job, so no push can slip in between
+        def finish(job: Job) -> bool:  # one job, so no push can slip in between; True: this call ended it
             if session.ended:
-                return
+                return False
             last = session.read(state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence)
             if state.journal is not None:
                 state.journal.utterances(session.id, last, received_s=session.received_s)
                 state.journal.end(session.id, received_s=session.received_s)
             session.ended = True
+            return True
 
         session.in_flight += 1
         try:
-            await state.queue.run(finish)
+            ended_here = await state.queue.run(finish)
         finally:
             session.in_flight -= 1
+        if ended_here and state.updates is not None:  # the trace's last change: its watchers hear of it and stop
+            await state.updates.sessions_ended([session])
         if session.summary is not None:  # a concurrent end finished first
             return session.summary
         trace = trace_of(state, session)
