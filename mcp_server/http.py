@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 SHUTDOWN_GRACE_S = 2  # on SIGTERM/SIGINT, responses under way get this long before their calls are cancelled
 _log = logging.getLogger("emotion-mcp")
+_BACKLOG = 2048  # uvicorn's default
 
 
 def _timed_h11_protocol(header_timeout_s: float) -> type:
@@ -103,6 +104,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host") from e
+    # Listening now, not when uvicorn starts: a client that connects as soon as the server says it is
+    # serving waits in the backlog instead of being refused.
+    sock.listen(_BACKLOG)
     return sock
 
 
