@@ -75,12 +75,14 @@ class InvalidParams:
         templates = [t.uri_template for t in await self._server.list_resource_templates()]
         if uri in static or any(_template_pattern(t).fullmatch(uri) for t in templates):
             return
-        raise _invalid("resources/read", f"unknown resource {uri!r}; this server's resources are: {_listed(static + templates)}")
+        raise _invalid(
+            "resources/read", f"unknown resource {uri!r}; this server's resources are: {_listed(static + templates)}", data={"uri": uri}
+        )
 
 
-def _invalid(method: str, message: str) -> MCPError:
+def _invalid(method: str, message: str, *, data: Any = None) -> MCPError:
     _log.warning("%s refused: %s", method, message)
-    return MCPError(code=INVALID_PARAMS, message=message)
+    return MCPError(code=INVALID_PARAMS, message=message, data=data)
 
 
 def _listed(names: Any) -> str:

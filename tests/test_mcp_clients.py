@@ -1,5 +1,5 @@
 """Third-party MCP clients against `emotion-mcp`: the MCP Inspector CLI over stdio and HTTP (both
-protocol eras), and the conformance suite's server scenarios.
+protocol eras), and the conformance suite's server scenarios (both eras, wire-schema checks included).
 
 The Node tools are pinned in tests/mcp_clients/package.json; `scripts/setup.sh dev` installs them
 (and Node 22 beside them) into tests/mcp_clients/node_modules.
@@ -18,7 +18,8 @@ import pytest
 from test_mcp_transports import TOKEN, emotion_mcp, http_server
 
 CLIENTS = Path(__file__).with_name("mcp_clients")
-EXPECTED_FAILURES = CLIENTS / "conformance_expected_failures.yml"
+EXPECTED_FAILURES = CLIENTS / "conformance_expected_failures.yml"  # 0.1.16: whole scenarios
+EXPECTED_FAILURES_NEXT = CLIENTS / "conformance_expected_failures_next.yml"  # 0.2.0-alpha.12: single checks
 CLIENT_TIMEOUT_S = 300  # a stdio run starts the server (torch import, model load) on a busy machine
 
 pytestmark = pytest.mark.clients
@@ -96,12 +97,50 @@ def test_inspector_sees_the_app_view(http_url: str):
     assert app["resourceMimeType"] == "text/html;profile=mcp-app" and app["toolName"] == "get_emotion_trace"
 
 
-def test_conformance_server_scenarios(tiny_checkpoint: Path, tmp_path: Path):
-    """Every active server scenario passes except those listed (with reasons) in the expected-failures file."""
-    args = ["--model", str(tiny_checkpoint), "--device", "cpu"]
-    with http_server(args, tmp_path / "server.log") as url:  # loopback without a token: the suite sends none
-        done = run([*node_tool("conformance"), "server", "--url", url, "--expected-failures", str(EXPECTED_FAILURES), "-o", str(tmp_path / "out")])
+# The conformance suite, in three runs over one server: the stable release over the 2025 revisions, and
+# the next release (which also checks every message against its revision's JSON schema) over 2025-11-25
+# and over 2026-07-28 (everything that revision requires, its extensions and drafts too).
+CONFORMANCE_RUNS = {
+    "0.1.16": ("@modelcontextprotocol/conformance", [], EXPECTED_FAILURES),
+    "2025-11-25": ("conformance-next", ["--spec-version", "2025-11-25"], EXPECTED_FAILURES_NEXT),
+    "2026-07-28": ("conformance-next", ["--requirements", "2026-07-28"], EXPECTED_FAILURES_NEXT),
+}
+MUST_PASS = {  # scenarios each run must show passing, beyond the baseline check (a guard against a silent empty run)
+    "0.1.16": ["server-initialize", "logging-set-level", "ping", "tools-list", "dns-rebinding-protection"],
+    "2025-11-25": ["server-initialize", "server-session-lifecycle", "logging-set-level", "tools-list", "resources-list", "prompts-list", "server-sse-multiple-streams"],
+    "2026-07-28": ["tools-list", "sep-2164-resource-not-found", "caching", "http-header-validation", "dns-rebinding-protection"],
+}
+
+
+def conformance(package: str) -> list[str]:
+    """`node <the suite>` for one of the two pinned releases (both install a `conformance` command)."""
+    node, suite = CLIENTS / "node_modules" / ".bin" / "node", CLIENTS / "node_modules" / package / "dist" / "index.js"
+    if not (node.exists() and suite.exists()):
+        pytest.fail(f"{suite} is not installed; run scripts/setup.sh dev (npm ci in {CLIENTS})")
+    return [str(node), str(suite)]
+
+
+@pytest.fixture(scope="module")
+def open_url(tiny_checkpoint: Path, tmp_path_factory) -> Iterator[str]:
+    """A server on loopback without a token: the suite sends none."""
+    with http_server(["--model", str(tiny_checkpoint), "--device", "cpu"], tmp_path_factory.mktemp("conformance") / "server.log") as url:
+        yield url
+
+
+@pytest.mark.parametrize("run_name", list(CONFORMANCE_RUNS))
+def test_conformance_server_scenarios(open_url: str, run_name: str, tmp_path: Path):
+    """Every check passes except those the expected-failures file lists (the suite's fixtures), schema checks included."""
+    package, selection, expected = CONFORMANCE_RUNS[run_name]
+    out = tmp_path / "out"
+    done = run([*conformance(package), "server", "--url", open_url, *selection, "--expected-failures", str(expected), "-o", str(out)])
     summary = done.stdout[done.stdout.find("=== SUMMARY ===") :]
     assert done.returncode == 0, f"conformance suite: unexpected failures or stale entries\n{summary}\n{done.stderr[-2000:]}"
     assert "Baseline check passed" in done.stdout
-    assert "✓ tools-call-error" in summary and "✓ server-initialize" in summary and "✓ dns-rebinding-protection" in summary
+    for scenario in MUST_PASS[run_name]:
+        assert f"✓ {scenario}:" in summary, f"{scenario} did not pass\n{summary}"
+    if package == "conformance-next":  # each scenario's messages, validated against the revision's schema
+        schema_checks = [c for f in out.rglob("checks.json") for c in json.loads(f.read_text()) if c["id"] == "wire-schema-valid"]
+        assert len(schema_checks) >= len(MUST_PASS[run_name]) and all(c["status"] == "SUCCESS" for c in schema_checks), [
+            c.get("errorMessage") for c in schema_checks if c["status"] != "SUCCESS"
+        ]
+        assert sum(c["details"]["messagesValidated"] for c in schema_checks) > 50
