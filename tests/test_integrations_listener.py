@@ -69,21 +69,42 @@ def test_audio_beyond_max_queue_is_dropped_and_reported(recognizer, sentences_wa
         assert r.start_s < total_s + start_s + 0.3 and r.end_s > total_s + end_s - 0.3
 
 
-def test_bad_frames_and_options_say_what_to_fix(recognizer):
+def test_bad_frames_are_skipped_and_counted_and_the_stream_reads_on(recognizer, sentences_wav):
+    """A frame that breaks the chunk contract (a rate of 0 or 1 Hz, no channels, an odd byte count,
+    samples that do not split into the channels) neither raises, nor moves stream time, nor changes the
+    stream's rate: it is counted, and the speech after it is read as if it had not come."""
+    wav, sr = sf.read(sentences_wav[0], dtype="float32")
+    _, bounds = sentences_wav
+    step = sr // 50
+    bad = [(b"\x00\x00" * 160, 1, 1), (b"\x00\x00" * 160, 0, 1), (b"\x00\x00" * 160, 16000, 0),
+           (b"\x00" * 3, 16000, 1), (b"\x00\x00" * 3, 16000, 2), (b"\x00\x00" * 160, 16000.0, 1),
+           (b"\x00\x00" * 160, 10**9, 1)]  # fmt: skip
+
     async def main():
         listener = TurnListener(recognizer)
         listener.bind()
         try:
-            with pytest.raises(ValueError, match="split into 2 interleaved channels"):
-                listener.feed_pcm16(b"\x00\x00" * 3, 16000, 2)
-            with pytest.raises(ValueError, match="not 16-bit PCM"):
-                listener.feed_pcm16(b"\x00" * 3, 16000, 1)
-            with pytest.raises(ValueError, match="at least one channel"):
-                listener.feed_pcm16(b"\x00\x00", 16000, 0)
+            for k, i in enumerate(range(0, len(wav), step)):
+                if k == int((bounds[0][0] + 0.5) * 50):  # in the middle of the first sentence
+                    for data, rate, channels in bad:
+                        listener.feed_pcm16(data, rate, channels)
+                listener.feed_pcm16(pcm16(wav[i : i + step]), sr, 1)
+            await listener.flush()
         finally:
             listener.close()
+        return listener
 
-    asyncio.run(main())
+    listener = asyncio.run(main())
+    assert listener.stats.bad_frames == len(bad)
+    assert "outside" in listener.stats.last_bad_frame and "1000000000" in listener.stats.last_bad_frame
+    assert listener.fed_s == pytest.approx(len(wav) / sr)  # the bad frames did not move stream time
+    readings = listener._untaken
+    assert len(readings) == listener.stats.utterances == len(bounds)  # every later sentence was read
+    for r, (start_s, end_s) in zip(readings, bounds):
+        assert r.start_s < start_s + 0.3 and r.end_s > end_s - 0.3
+
+
+def test_options_say_what_to_fix(recognizer):
     with pytest.raises(RuntimeError, match="bind"):
         asyncio.run(TurnListener(recognizer).take_readings(wait_s=0))
     with pytest.raises(ValueError, match="turns must be"):
@@ -92,6 +113,8 @@ def test_bad_frames_and_options_say_what_to_fix(recognizer):
         PerceptionOptions(note_wait_s=-1)
     with pytest.raises(ValueError, match="stream must be a StreamOptions"):
         PerceptionOptions(stream={"sample_rate": 16000})
+    with pytest.raises(ValueError, match="note_format must be 'prose' or 'rcs'"):
+        PerceptionOptions(note_format="json")
 
 
 def _reading(label: str, *, confidence: float, valence: float, arousal: float, uncertain: bool = False) -> UtteranceReading:
@@ -117,6 +140,35 @@ def test_the_note_takes_its_advice_from_the_empathy_rulebook():
     test_model = turn_note(angry, random_weights=True)
     assert "random test weights" in test_model and reply_advice(angry.reading) not in test_model
     assert not is_turn_note("How can I help?") and not is_turn_note(None)
+
+
+def test_the_rcs_wording_carries_the_reading_and_the_rulebooks_judgement():
+    from emotion_tool.engine.results import CalibrationNote
+    from emotion_tool.integrations.note import RCS_LEGEND, rcs_perception, split_perception, write_note
+    from emotion_tool.science.empathy import THRESHOLDS
+
+    angry = _reading("angry", confidence=0.8, valence=0.15, arousal=0.8)
+    calibration = CalibrationNote(source="my cal.json", sha256="0" * 12, temperature=0.5, bias=False, min_confidence=0.4,
+                                  fitted_for="m/published", fitted_on="dev.csv", random_weights=False)  # fmt: skip
+    text = rcs_perception(angry, operating_point="live", calibration=calibration)
+    z = THRESHOLDS.priors.z(angry.reading)
+    assert text == (
+        f"([voice_emotion angry=0.80, neutral=0.20],[voice_valence value=0.15, z={z['valence']:+.1f}],"
+        f"[voice_arousal value=0.80, z={z['arousal']:+.1f}],[voice_dominance value=0.50, z={z['dominance']:+.1f}],"
+        "[voice_uncertain value=false],[voice_model point=live, calibration=my_cal.json])"
+    )
+    assert is_turn_note(text)  # a bare perception string is a note ...
+    assert split_perception(f"{text} Where is my order?") == (text, "Where is my order?")
+    assert not is_turn_note(f"{text} Where is my order?")  # ... a user message it heads is not
+
+    torn = _reading("sad", confidence=0.52, valence=0.4, arousal=0.3, uncertain=True)
+    assert "[voice_uncertain value=true]" in rcs_perception(torn, operating_point="published")
+    assert rcs_perception(angry, operating_point="published", random_weights=True).endswith(
+        "[voice_model point=published, calibration=none, random_weights=true])"
+    )
+    assert rcs_perception(None, operating_point="live") is None and write_note(None, format="rcs", operating_point="live") is None
+    assert write_note(angry, format="prose", operating_point="live") == turn_note(angry)
+    assert f"-{THRESHOLDS.low_valence_z:g}" in RCS_LEGEND and "random_weights=true" in RCS_LEGEND  # the rulebook's numbers
 
 
 def test_async_close_waits_for_the_worker_off_the_loop(recognizer):

@@ -14,9 +14,13 @@ Turns are cut in one of two ways (`PerceptionOptions.turns`):
 "auto" starts with the segmenter and follows the framework from its first turn event on.
 
 Chunk contract of `feed_pcm16`: 16-bit signed little-endian PCM, channels interleaved (what Pipecat's
-`InputAudioRawFrame.audio` and LiveKit's `rtc.AudioFrame.data` hold), at any rate the segmenter takes;
-several channels are mixed down. A change of rate or channel count mid-stream ends the stream so far
-and starts a new one; stream time runs on.
+`InputAudioRawFrame.audio` and LiveKit's `rtc.AudioFrame.data` hold), at any rate the segmenter takes
+(`MIN_SAMPLE_RATE`..`MAX_SAMPLE_RATE`); several channels are mixed down. A change of rate or channel
+count mid-stream ends the stream so far and starts a new one; stream time runs on. A frame that breaks
+the contract (a rate of 0 or 1 Hz, no channels, an odd byte count) is skipped and counted in
+`stats.bad_frames`: it neither stops the stream nor moves its clock, and the next good frame is read.
+
+Layer 5, the voice-framework integrations (`emotion_tool.integrations`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
+from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.engine.results import (
     CalibrationNote,
     EmotionReading,
@@ -59,6 +64,7 @@ class PerceptionOptions:
     note: bool = True  # give the LLM a short note on how the user's turn sounded
     note_wait_s: float = 1.0  # longest the LLM is held for a reading still being computed; then it runs without a note
     note_role: str = "system"  # role of the note's message in the LLM context
+    note_format: Literal["prose", "rcs"] = "prose"  # "prose": sentences with advice; "rcs": a Real-time Context Standard perception string (see `note.RCS_LEGEND`)
 
     def __post_init__(self) -> None:
         if not isinstance(self.stream, StreamOptions):
@@ -71,6 +77,8 @@ class PerceptionOptions:
             raise ValueError(
                 f"note_wait_s must be in [0, 10] seconds (it holds the reply that long at most), got {self.note_wait_s}"
             )
+        if self.note_format not in ("prose", "rcs"):
+            raise ValueError(f"note_format must be 'prose' or 'rcs', got {self.note_format!r}")
         if self.note_role not in ("system", "developer", "user", "assistant"):
             raise ValueError(f"note_role must be 'system', 'developer', 'user' or 'assistant', got {self.note_role!r}")
 
@@ -85,11 +93,30 @@ class ListenerStats:
     max_latency_s: float = 0.0  # the largest latency so far
     latencies_s: list[float] = field(default_factory=list, repr=False)  # every final reading's latency, in order
     errors: list[str] = field(default_factory=list)  # analysis errors (the pipeline goes on without those readings)
+    bad_frames: int = 0  # frames skipped because they break the chunk contract (a rate of 0 Hz, no channels, ...)
+    last_bad_frame: str | None = None  # what was wrong with the latest of them
     turns: str = "segmenter"  # who cuts utterances now: "segmenter", or "pipeline" (the framework's turn events)
 
     @property
     def mean_latency_s(self) -> float | None:
         return sum(self.latencies_s) / len(self.latencies_s) if self.latencies_s else None
+
+
+def _frame_problem(data: Any, sample_rate: Any, channels: Any) -> str | None:
+    """What makes a frame unreadable under the chunk contract, in a few words; None for a good frame."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        return f"sample_rate={sample_rate!r} Hz, outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}"
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        return f"num_channels={channels!r}; a frame needs at least one channel"
+    try:
+        nbytes = memoryview(data).nbytes  # LiveKit hands a memoryview of int16 items, Pipecat bytes
+    except TypeError:
+        return f"audio of type {type(data).__name__}, not bytes of 16-bit PCM"
+    if nbytes % 2:
+        return f"{nbytes} bytes, not 16-bit PCM (2 bytes a sample)"
+    if (nbytes // 2) % channels:
+        return f"{nbytes // 2} samples do not split into {channels} interleaved channels"
+    return None
 
 
 class _Recognizer(Protocol):
@@ -162,15 +189,13 @@ class TurnListener:
 
     def feed_pcm16(self, data: bytes | memoryview, sample_rate: int, channels: int, *, received_at: float | None = None) -> None:
         """Queues one frame of interleaved 16-bit PCM; returns at once. Beyond `max_queue_s` of waiting
-        audio the frame is dropped and counted in `stats.dropped_s` (the open utterance closes at the gap)."""
-        if channels < 1:
-            raise ValueError(f"an audio frame needs at least one channel, got num_channels={channels}")
-        nbytes = memoryview(data).nbytes  # LiveKit hands a memoryview of int16 items, Pipecat bytes
-        if nbytes % 2:
-            raise ValueError(f"an audio frame of {nbytes} bytes is not 16-bit PCM (2 bytes a sample); send int16 samples")
+        audio the frame is dropped and counted in `stats.dropped_s` (the open utterance closes at the gap).
+        A frame that breaks the chunk contract is skipped and counted in `stats.bad_frames`."""
+        problem = _frame_problem(data, sample_rate, channels)
+        if problem is not None:
+            self._skip_bad_frame(problem)
+            return
         pcm = np.frombuffer(data, dtype="<i2")
-        if pcm.shape[0] % channels:
-            raise ValueError(f"{pcm.shape[0]} samples do not split into {channels} interleaved channels")
         if pcm.shape[0] == 0:
             return
         mono = pcm.copy() if channels == 1 else pcm.reshape(-1, channels).astype(np.float32).mean(axis=1) / 32768.0
@@ -185,6 +210,13 @@ class TurnListener:
                 return
             self._queued_s += seconds
             self._put(("audio", (mono, sample_rate, at)))
+
+    def _skip_bad_frame(self, problem: str) -> None:
+        """Counts a frame that breaks the chunk contract; warns on the first, and when the problem changes."""
+        self.stats.bad_frames += 1
+        if problem != self.stats.last_bad_frame:
+            log.warning("skipped an audio frame the emotion listener cannot read (%s); later frames are read", problem)
+        self.stats.last_bad_frame = problem
 
     def turn_started(self) -> None:
         """The framework says the user began a turn (ignored with turns="segmenter")."""

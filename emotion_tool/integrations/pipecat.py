@@ -11,10 +11,25 @@
         llm, tts, transport.output(), assistant_aggregator,
     ])
 
+With a realtime speech-to-speech service (OpenAI Realtime, whose server turn detection is set not to
+answer on its own: `create_response=False`), `emotion.realtime_note()` goes between the user
+aggregator and the service instead: at each end of the user's turn it waits up to `note_wait_s` for
+the turn's reading, hands the note to the service as an `LLMMessagesAppendFrame` (which the service
+sends as a conversation item) and asks for the reply (`run_llm=True`), with or without a note:
+
+    pipeline = Pipeline([
+        transport.input(), emotion, context_aggregator.user(),
+        emotion.realtime_note(),        # the note reaches the model before it answers the turn
+        llm, transport.output(), context_aggregator.assistant(),
+    ])
+
 The perceiver pushes an `EmotionReadingFrame` downstream for each utterance. Utterances are cut by
 the engine's segmenter until the pipeline announces user turns (`UserStartedSpeakingFrame` /
-`UserStoppedSpeakingFrame`, which the user aggregator broadcasts upstream), then by those turns
-(`PerceptionOptions.turns`). The models run on the listener's own thread, never on the loop.
+`UserStoppedSpeakingFrame`, which the user aggregator broadcasts upstream; a realtime service's own
+turn detection drives them), then by those turns (`PerceptionOptions.turns`). The models run on the
+listener's own thread, never on the loop.
+
+Layer 5, the voice-framework integrations (`emotion_tool.integrations`).
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ try:
         Frame,
         InputAudioRawFrame,
         LLMContextFrame,
+        LLMMessagesAppendFrame,
         MetricsFrame,
         StartFrame,
         SystemFrame,
@@ -50,7 +66,7 @@ from emotion_tool.integrations.listener import (
     PerceptionOptions,
     TurnListener,
 )
-from emotion_tool.integrations.note import is_turn_note, turn_note, turn_reading
+from emotion_tool.integrations.note import is_turn_note, split_perception, turn_reading, write_note
 
 __all__ = ["EmotionPerceiver", "EmotionReadingFrame", "PerceptionOptions"]
 
@@ -117,6 +133,15 @@ class EmotionPerceiver(FrameProcessor):
         `note_wait_s` for a reading still being computed, drops earlier notes from the context and
         adds one for this turn."""
         return _ContextNote(self)
+
+    def realtime_note(self) -> FrameProcessor:
+        """A processor for between the user aggregator and a realtime LLM service: at each end of the
+        user's turn (`UserStoppedSpeakingFrame`) it waits up to `note_wait_s` for the turn's reading,
+        then pushes an `LLMMessagesAppendFrame` with the note (none without a reading) and `run_llm=True`,
+        so the service takes the note in before it creates the turn's response. Every frame passes at once;
+        the wait runs in a task of its own. The service must leave answering to the pipeline: OpenAI
+        Realtime's turn detection with `create_response=False`."""
+        return _RealtimeNote(self)
 
     def transcript_tagger(self) -> FrameProcessor:
         """A processor for between the STT and the user aggregator: sets each final transcription's
@@ -227,10 +252,28 @@ class EmotionPerceiver(FrameProcessor):
         kept = [m for m in context.messages if not (isinstance(m, dict) and is_turn_note(m.get("content")))]
         if len(kept) != len(context.messages):
             context.set_messages(kept)
-        reading = turn_reading(readings, min_confidence=self._listener.min_confidence)
-        if reading is not None:
-            note = turn_note(reading, random_weights=self._listener.random_weights, utterances=len(readings))
+        note = self._note(readings)
+        if note is None:
+            return
+        if self.options.note_format == "rcs" and turn is not None and isinstance(turn.get("content"), str):
+            # RCS: the perception heads the user's message, and stays with it in the history.
+            if split_perception(turn["content"])[0] is None:
+                turn["content"] = f"{note} {turn['content']}"
+        else:
             context.add_message({"role": self.options.note_role, "content": note})
+
+    def _note(self, readings: list[UtteranceReading]) -> str | None:
+        """The note for a turn's readings, in the options' wording; None without a reading."""
+        reading = turn_reading(readings, min_confidence=self._listener.min_confidence)
+        return write_note(
+            reading, format=self.options.note_format, operating_point=self._listener.operating_point,
+            calibration=self._listener.calibration, random_weights=self._listener.random_weights, utterances=len(readings),
+        )  # fmt: skip
+
+    async def _realtime_turn_note(self) -> str | None:
+        """The note for the turn that just ended, waiting up to `note_wait_s` for its reading."""
+        readings = await self._listener.take_readings(wait_s=self.options.note_wait_s)
+        return self._note(readings) if self.options.note else None
 
 
 class _ContextNote(FrameProcessor):
@@ -245,6 +288,37 @@ class _ContextNote(FrameProcessor):
         if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM and self._perceiver.options.note:
             await self._perceiver._annotate(frame.context)
         await self.push_frame(frame, direction)
+
+
+class _RealtimeNote(FrameProcessor):
+    """Gives a realtime LLM service each turn's note, then asks it to answer the turn."""
+
+    def __init__(self, perceiver: EmotionPerceiver, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._perceiver = perceiver
+        self._pending: set[asyncio.Task] = set()
+        self.notes: list[str | None] = []  # each turn's note as it was handed on (None: the turn had no reading)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)  # first: audio and turn frames never wait for a reading
+        if isinstance(frame, UserStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
+            task = self.create_task(self._answer_turn(), name="emotion-realtime-note")
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _answer_turn(self) -> None:
+        note = await self._perceiver._realtime_turn_note()
+        self.notes.append(note)
+        messages = [{"role": self._perceiver.options.note_role, "content": note}] if note is not None else []
+        # The service sends the messages as conversation items; the assistant aggregator then pushes the
+        # context back upstream, which creates the response: the note is in before the model answers.
+        await self.push_frame(LLMMessagesAppendFrame(messages=messages, run_llm=True))
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        for task in list(self._pending):
+            await self.cancel_task(task)
 
 
 class _TranscriptTagger(FrameProcessor):
