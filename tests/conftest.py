@@ -57,6 +57,7 @@ _INTEGRATION_FILES = {
     "test_agents_server.py",
     "test_integrations_pipecat.py",
     "test_integrations_livekit.py",
+    "test_integrations_realtime.py",
     "test_integrations_demos.py",
     "test_microphone.py",
     "test_benchmarks.py",

@@ -216,3 +216,31 @@ def test_the_agents_stt_node_tees_the_audio_in_a_running_session(tiny_checkpoint
     assert message.extra["emotion"]["utterances"] == len(SENTENCES) and reading.start_s == emotion.trace[0].start_s
     assert message.extra["emotion"]["calibration"] == calibrated.info().calibration.model_dump(mode="json")
     assert message.extra["emotion"]["calibration"]["source"] == "cal.json"
+
+
+def test_a_frame_with_a_bad_sample_rate_is_skipped_counted_and_the_audio_after_it_read(recognizer, sentences_wav):
+    """A frame at 1 Hz and one at 0 Hz (which once raised ZeroDivisionError in the tee) in the middle
+    of the first sentence: the tee yields them on, counts them, and reads every sentence."""
+    first, second, third = sentence_frames(sentences_wav, 1)
+    bad = [rtc.AudioFrame(bytes(2 * 480), rate, 1, 480) for rate in (1, 0)]
+    middle = len(first) * 2 // 3
+    sent = [*first[:middle], *bad, *first[middle:], *second, *third]
+
+    async def main():
+        emotion = LiveKitEmotion(recognizer)
+
+        async def microphone():
+            for frame in sent:
+                yield frame
+
+        seen = [frame async for frame in emotion.tee(microphone())]
+        await emotion.aclose()
+        return emotion, seen
+
+    emotion, seen = asyncio.run(main())
+    assert len(seen) == len(sent) and all(a is b for a, b in zip(seen, sent))
+    assert emotion.stats.bad_frames == 2 and "sample_rate=0" in emotion.stats.last_bad_frame
+    assert len(emotion.trace) == len(SENTENCES) and emotion.stats.errors == []
+    _, bounds = sentences_wav
+    for u, (start_s, end_s) in zip(emotion.trace, bounds):
+        assert u.start_s < start_s + 0.3 and u.end_s > end_s - 0.3, (u, start_s, end_s)

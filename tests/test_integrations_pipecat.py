@@ -338,3 +338,21 @@ def test_readings_name_the_calibration_they_went_through(tiny_checkpoint, recogn
         down, _ = asyncio.run(asyncio.wait_for(run_test(perceiver, frames_to_send=frames), HANG_S))
         (reading,) = [f for f in down if isinstance(f, EmotionReadingFrame)]
         assert reading.calibration == expected
+
+
+def test_a_frame_with_a_bad_sample_rate_is_skipped_counted_and_the_audio_after_it_read(recognizer, sentences_wav):
+    """One frame at 1 Hz and one at 0 Hz in the middle of the first sentence: both pass on (the pipeline's
+    audio is not the perceiver's to drop), are counted, and every sentence is still read where it is."""
+    perceiver = EmotionPerceiver(recognizer)
+    first, second, third = sentence_frames(sentences_wav)
+    bad = [InputAudioRawFrame(audio=b"\x00\x00" * 320, sample_rate=rate, num_channels=1) for rate in (1, 0)]
+    middle = len(first) * 2 // 3
+    frames = [*first[:middle], *bad, *first[middle:], *second, *third]
+    down, _ = asyncio.run(asyncio.wait_for(run_test(perceiver, frames_to_send=frames), HANG_S))
+    assert [f for f in down if isinstance(f, InputAudioRawFrame)] == frames
+    assert perceiver.stats.bad_frames == 2 and "sample_rate=0" in perceiver.stats.last_bad_frame
+    readings = [f.utterance for f in down if isinstance(f, EmotionReadingFrame)]
+    assert len(readings) == len(SENTENCES) and perceiver.stats.errors == []
+    _, bounds = sentences_wav
+    for u, (start_s, end_s) in zip(readings, bounds):
+        assert u.start_s < start_s + 0.3 and u.end_s > end_s - 0.3, (u, start_s, end_s)
