@@ -2,10 +2,14 @@
 
     python -m demos.livekit_file speech.wav
     python -m demos.livekit_file speech.wav --operating-point live --model ./checkpoint
+    python -m demos.livekit_file speech.wav --realtime          # a realtime speech-to-speech model
 
 Offline, no room and no API keys: the recording stands for the user's audio as the agent's STT input
 receives it, and a user turn ends half a second after each stretch of speech, as LiveKit's VAD and
-endpointing would end it (they call the agent's `on_user_turn_completed`).
+endpointing would end it (they call the agent's `on_user_turn_completed`). With --realtime, a real
+`AgentSession` runs LiveKit's own OpenAI `RealtimeModel` against a local stand-in for the OpenAI
+Realtime API over a WebSocket, the recording as the session's audio input in real time: the model's
+turn detection ends the turns, and each turn's note is printed as the model received it.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import numpy as np
 
 from emotion_tool.cli import run_command
 
-from ._framework import file_demo_parser, load_file_and_model
+from ._framework import REALTIME_TAIL_S, file_demo_parser, load_file_and_model, print_model_turns, print_stats
 
 try:
     from livekit import rtc
     from livekit.agents import Agent, llm
+    from livekit.agents.voice import io as voice_io
 except ImportError:  # main() says what to install
     Agent = object  # type: ignore[assignment,misc]
+    voice_io = None  # type: ignore[assignment]
     HAVE_LIVEKIT = False
 else:
     HAVE_LIVEKIT = True
@@ -64,6 +70,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     wav, recognizer, options = load_file_and_model(args)
     emotion = LiveKitEmotion(recognizer, options=options)
+    if args.realtime:
+        return await _run_realtime(emotion, wav)
     agent = Assistant(emotion)
     chat = llm.ChatContext()
     chat.add_message(role="system", content="You are a helpful voice assistant.")
@@ -90,10 +98,91 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s)")
         shown = len(emotion.trace)
     await emotion.aclose()
-    s = emotion.stats
-    mean = f"{s.mean_latency_s:.2f} s" if s.mean_latency_s is not None else "-"
-    print(f"{s.utterances} utterances read; latency mean {mean}, max {s.max_latency_s:.2f} s; {s.dropped_s:.1f} s of audio dropped")
+    print_stats(emotion)
     return 0
+
+
+class RealtimeAssistant(Agent):
+    """The realtime agent's lines: `on_enter` has the plugin listen to the session's audio and the model's turns."""
+
+    def __init__(self, emotion: Any):
+        super().__init__(instructions="You are a helpful voice assistant.")
+        self.emotion = emotion
+
+    async def on_enter(self) -> None:
+        self.emotion.listen(self)
+
+    async def on_exit(self) -> None:
+        await self.emotion.aclose()
+
+
+async def _run_realtime(emotion: Any, wav: np.ndarray) -> int:
+    """An AgentSession on LiveKit's OpenAI RealtimeModel (a local stand-in), the recording as its audio input."""
+    try:
+        from livekit.plugins.openai.realtime import RealtimeModel
+    except ImportError as e:
+        raise RuntimeError("--realtime needs LiveKit's OpenAI plugin; pip install 'livekit-agents[openai]'") from e
+    from livekit.agents import AgentSession, TurnHandlingOptions
+    from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
+
+    from emotion_tool.integrations.fake_realtime import FakeRealtimeServer
+
+    async with FakeRealtimeServer(on_event=print_model_turns) as server:
+        model = RealtimeModel(
+            api_key="sk-local",
+            base_url=server.url,  # the stand-in; leave base_url out (and set OPENAI_API_KEY) for OpenAI
+            turn_detection=ServerVad(type="server_vad", create_response=False, interrupt_response=False),
+        )
+        session = AgentSession(llm=model, turn_handling=TurnHandlingOptions(turn_detection="manual"))
+        source = _FileInput(wav)
+        session.input.audio = source
+        shown = 0
+        try:
+            await session.start(RealtimeAssistant(emotion))
+            while not source.done.is_set() or _replies_pending(server):
+                await asyncio.sleep(0.05)
+                for u in emotion.trace[shown:]:
+                    print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s)")
+                shown = len(emotion.trace)
+        finally:
+            await session.aclose()
+            await emotion.aclose()
+            await model.aclose()
+        replies = sum(1 for r in server.sessions[0].responses if r.status == "completed") if server.sessions else 0
+    print_stats(emotion, f"; {replies} realtime replies")
+    return 0
+
+
+def _replies_pending(server: Any) -> bool:
+    """Whether the model has a turn not answered yet, or a reply still streaming."""
+    if not server.sessions:
+        return True
+    s = server.sessions[0]
+    return len(s.responses) < len(s.turns) or any(r.done_at is None for r in s.responses)
+
+
+class _FileInput(voice_io.AudioInput if voice_io is not None else object):  # type: ignore[misc]
+    """The session's audio input: `wav` (16 kHz) as 10-ms frames in real time, then silence; `done` once all is sent."""
+
+    def __init__(self, wav: np.ndarray):
+        super().__init__(label="file")
+        pcm = np.round(np.clip(np.concatenate([wav, np.zeros(int(REALTIME_TAIL_S * RATE), np.float32)]), -1, 1) * 32767).astype("<i2")
+        step = int(FRAME_S * RATE)
+        self._frames = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+        self._next = 0
+        self._t0: float | None = None
+        self.done = asyncio.Event()
+
+    async def __anext__(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._next >= len(self._frames):
+            self.done.set()
+            await asyncio.sleep(3600)  # a microphone gone quiet
+        self._t0 = loop.time() if self._t0 is None else self._t0
+        chunk = self._frames[self._next]
+        self._next += 1
+        await asyncio.sleep(max(0.0, self._t0 + self._next * FRAME_S - loop.time()))
+        return rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk))
 
 
 async def _room_audio(wav: np.ndarray) -> AsyncIterator[Any]:

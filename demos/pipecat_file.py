@@ -2,9 +2,13 @@
 
     python -m demos.pipecat_file speech.wav
     python -m demos.pipecat_file speech.wav --operating-point live --model ./checkpoint
+    python -m demos.pipecat_file speech.wav --realtime          # a realtime speech-to-speech model
 
 Offline, no API keys: Pipecat's own VAD and turn strategies cut the turns; a stand-in for the STT
 says the words were not transcribed, and a stand-in for the LLM prints the context it is handed.
+With --realtime, Pipecat's own `OpenAIRealtimeLLMService` talks to a local stand-in for the OpenAI
+Realtime API over a WebSocket: its turn detection ends the turns, and each turn's note is printed as
+the model received it, when the reply is asked for.
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ import numpy as np
 
 from emotion_tool.cli import run_command
 
-from ._framework import file_demo_parser, load_file_and_model
+from ._framework import REALTIME_TAIL_S, file_demo_parser, load_file_and_model, print_model_turns, print_stats
 
 try:
     from pipecat.audio.vad.silero import SileroVADAnalyzer
-    from pipecat.frames.frames import EndFrame, InputAudioRawFrame, LLMContextFrame, TranscriptionFrame, VADUserStoppedSpeakingFrame
+    from pipecat.frames.frames import (
+        EndFrame,
+        InputAudioRawFrame,
+        LLMContextFrame,
+        LLMRunFrame,
+        TranscriptionFrame,
+        VADUserStoppedSpeakingFrame,
+    )
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
     from pipecat.processors.aggregators.llm_context import LLMContext
@@ -54,6 +65,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     wav, recognizer, options = load_file_and_model(args)
     emotion = EmotionPerceiver(recognizer, options=options)
+    if args.realtime:
+        return await _run_realtime(emotion, wav)
     context = LLMContext(messages=[{"role": "system", "content": "You are a helpful voice assistant."}])
     user = LLMUserAggregator(
         context,
@@ -65,11 +78,53 @@ async def _run(args: argparse.Namespace) -> int:
     llm = PrintingLLM()
     # The lines a real pipeline adds are `emotion` after the transport input and `emotion.context_note()` before the LLM.
     await play(Pipeline([emotion, NoTranscriber(), user, emotion.context_note(), llm]), wav)
-    s = emotion.stats
-    mean = f"{s.mean_latency_s:.2f} s" if s.mean_latency_s is not None else "-"
-    print(f"{s.utterances} utterances read ({s.turns} cut the turns); latency mean {mean}, max {s.max_latency_s:.2f} s; "
-          f"{s.dropped_s:.1f} s of audio dropped; {llm.runs} LLM runs")
+    print_stats(emotion, f"; {llm.runs} LLM runs")
     return 0
+
+
+async def _run_realtime(emotion: Any, wav: np.ndarray) -> int:
+    """The pipeline of a realtime bot: the perceiver, the aggregators, the note, and OpenAI Realtime (a local stand-in)."""
+    from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+    from pipecat.services.openai.realtime import events
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+
+    from emotion_tool.integrations.fake_realtime import FakeRealtimeServer
+
+    async with FakeRealtimeServer(on_event=print_model_turns) as server:
+        llm = OpenAIRealtimeLLMService(
+            api_key="sk-local",
+            base_url=server.url,  # the stand-in; leave base_url out (and give a key) for OpenAI
+            settings=OpenAIRealtimeLLMService.Settings(
+                system_instruction="You are a helpful voice assistant.",
+                session_properties=events.SessionProperties(
+                    audio=events.AudioConfiguration(  # the model ends turns, the pipeline asks for each reply
+                        input=events.AudioInput(turn_detection=events.SemanticTurnDetection(create_response=False))
+                    )
+                ),
+            ),
+        )
+        aggregators = LLMContextAggregatorPair(LLMContext())
+
+        class Readings(FrameProcessor):  # prints each reading as it goes by
+            async def process_frame(self, frame: Any, direction: Any) -> None:
+                await super().process_frame(frame, direction)
+                _print_reading(frame)
+                await self.push_frame(frame, direction)
+
+        pipeline = Pipeline([emotion, Readings(), aggregators.user(), emotion.realtime_note(), llm, aggregators.assistant()])
+        await play(pipeline, wav, first=LLMRunFrame(), tail_s=REALTIME_TAIL_S)
+        replies = sum(1 for r in server.sessions[0].responses if r.status == "completed") if server.sessions else 0
+    print_stats(emotion, f"; {replies} realtime replies")
+    return 0
+
+
+def _print_reading(frame: Any) -> None:
+    from emotion_tool.integrations.pipecat import EmotionReadingFrame
+
+    if isinstance(frame, EmotionReadingFrame) and not frame.utterance.interim:
+        u = frame.utterance
+        calibrated = f", calibrated with {frame.calibration.source}" if frame.calibration is not None else ""
+        print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s{calibrated})")
 
 
 class NoTranscriber(FrameProcessor):
@@ -97,9 +152,7 @@ class PrintingLLM(FrameProcessor):
 
         await super().process_frame(frame, direction)
         if isinstance(frame, EmotionReadingFrame):
-            u = frame.utterance
-            calibrated = f", calibrated with {frame.calibration.source}" if frame.calibration is not None else ""
-            print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s{calibrated})")
+            _print_reading(frame)
         elif isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
             self.runs += 1
             notes = [m["content"] for m in frame.context.messages if isinstance(m, dict) and is_turn_note(m.get("content"))]
@@ -107,8 +160,9 @@ class PrintingLLM(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-async def play(pipeline: Any, wav: np.ndarray) -> None:
-    """Runs `pipeline` with Pipecat's worker and runner, sending `wav` (16 kHz) in real time, as a transport does."""
+async def play(pipeline: Any, wav: np.ndarray, *, first: Any = None, tail_s: float = 1.0) -> None:
+    """Runs `pipeline` with Pipecat's worker and runner, sending `wav` (16 kHz) in real time, as a transport
+    does, then `tail_s` of silence (the last turn ends in it); `first` is a frame queued before the audio."""
     worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=RATE), cancel_on_idle_timeout=False)
     started = asyncio.Event()
 
@@ -116,11 +170,13 @@ async def play(pipeline: Any, wav: np.ndarray) -> None:
     async def _started(worker: Any, frame: Any) -> None:
         started.set()
 
-    pcm = np.round(np.clip(np.concatenate([wav, np.zeros(RATE, np.float32)]), -1, 1) * 32767).astype("<i2")  # +1 s: the last turn ends
+    pcm = np.round(np.clip(np.concatenate([wav, np.zeros(int(tail_s * RATE), np.float32)]), -1, 1) * 32767).astype("<i2")
     step = int(FRAME_S * RATE)
 
     async def send() -> None:
         await started.wait()
+        if first is not None:
+            await worker.queue_frame(first)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for k, i in enumerate(range(0, len(pcm), step)):
