@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from emotion_tool.arguments import add_calibration_arg, add_model_args, options_from_args
+from emotion_tool.cli.arguments import add_calibration_arg, add_model_args, options_from_args
 from emotion_tool.errors import CheckpointError
 
 from .options import ServerOptions
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(e))
     try:
         if args.transport == "stdio":
-            anyio.run(serve_stdio, server)
+            anyio.run(partial(serve_stdio, server, max_message_bytes=options.max_message_bytes))
         else:
             serve = partial(serve_http, server, options, args.host, args.port, token, prog=PROG, allowed_origins=args.allow_origins, oauth=oauth)
             anyio.run(serve)

@@ -9,7 +9,7 @@ import contextlib
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import anyio
 import anyio.from_thread
@@ -18,7 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from emotion_tool import EmotionRecognizer
-from emotion_tool.segmenter import StreamOptions
+from emotion_tool.live.segmenter import StreamOptions
 
 from .auth import principal
 from .inference import InferenceQueue, JobCancelled, ServerBusy
@@ -26,9 +26,6 @@ from .journal import SessionJournal
 from .options import ServerOptions
 from .security import PathPolicy
 from .sessions import Session, SessionStore, SessionTrace
-
-if TYPE_CHECKING:
-    from .subscriptions import TraceUpdates
 
 __all__ = ["AppContext", "EmotionContext", "ModelLifespan", "state_of", "tool_errors"]
 
@@ -48,7 +45,7 @@ class AppContext:
     queue: InferenceQueue
     journal: SessionJournal | None = None  # --session-dir: where sessions' readings are appended
     stream_options: StreamOptions = field(default_factory=StreamOptions)  # sample_rate set per session
-    updates: "TraceUpdates | None" = None  # who watches which session's trace (subscriptions.py); None: nobody can
+    updates: Any = None  # a subscriptions.TraceUpdates: who watches which session's trace; None: nobody can
 
 
 EmotionContext = Context[AppContext, Any]
@@ -97,7 +94,7 @@ class ModelLifespan:
         paths: PathPolicy,
         *,
         clock: Callable[[], float] = time.monotonic,
-        updates: "TraceUpdates | None" = None,
+        updates: Any = None,
     ):
         self.options = options
         self.paths = paths
@@ -137,7 +134,7 @@ class ModelLifespan:
             options=o,
             paths=self.paths,
             sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s, clock=self.clock),
-            queue=InferenceQueue(o.max_pending, time_budget_s=o.time_budget_s),
+            queue=InferenceQueue(o.max_pending, time_budget_s=o.time_budget),
             journal=SessionJournal(o.session_dir) if o.session_dir is not None else None,
             stream_options=StreamOptions(min_confidence=recognizer.min_confidence),
             updates=self.updates,
@@ -152,7 +149,7 @@ async def _sweep_sessions(state: AppContext) -> None:
         await close_sessions(state.sessions.expire(), state.updates)
 
 
-async def close_sessions(sessions: list[Session], updates: "TraceUpdates | None" = None) -> None:
+async def close_sessions(sessions: list[Session], updates: Any = None) -> None:
     """Ends sessions that were dropped or expired: a segmenter holds no thread, so dropping it frees it.
 
     `updates`: told, so that whoever watched their traces hears of the end and stops watching.

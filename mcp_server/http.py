@@ -1,6 +1,7 @@
 """Serving over streamable HTTP: the socket, the request guards, time limits and shutdown.
 
-Requests pass, outermost first: Host/Origin check (loopback binds and binds without a token),
+Requests pass, outermost first: header framing (a header that may come once sent twice, a body framed two
+ways, a Host that is not host[:port]: 400), Host/Origin check (loopback binds and binds without a token),
 bearer token (when one is set), the body deadline, then the MCP app (which checks OAuth tokens
 itself in OAuth resource-server mode: such a server counts as tokened here). Headers that do not arrive
 within `ServerOptions.header_timeout_s` close the connection; SIGTERM or SIGINT stop taking connections and
@@ -17,7 +18,16 @@ from types import FrameType
 from typing import TYPE_CHECKING, Sequence
 
 from .inference import stop_all
-from .security import TOKEN_ENV_VAR, BearerTokenMiddleware, BodyDeadlineMiddleware, HostOriginMiddleware, needs_host_check, url_authority_host, url_host
+from .security import (
+    TOKEN_ENV_VAR,
+    BearerTokenMiddleware,
+    BodyDeadlineMiddleware,
+    HeaderFramingMiddleware,
+    HostOriginMiddleware,
+    needs_host_check,
+    url_authority_host,
+    url_host,
+)
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -129,12 +139,13 @@ class _EndsQuietlyOnShutdown:
 def guarded_app(  # type: ignore[no-untyped-def]
     app, *, host: str, token: str | None, allowed_origins: Sequence[str], options: "ServerOptions", oauth: "OAuthOptions | None" = None
 ):
-    """`app` behind the body deadline, the bearer token (if any) and the Host/Origin check (where needed).
+    """`app` behind the body deadline, the bearer token (if any), the Host/Origin check (where needed) and,
+    outermost, the refusal of headers that can be read two ways.
 
     With `oauth` the app itself refuses requests without an issuer's token, so the bind counts as
     tokened, and the host of the public resource URL is one of this server's names.
     """
-    guarded = BodyDeadlineMiddleware(app, timeout_s=options.body_timeout_s, max_bytes=options.max_http_body_bytes)
+    guarded = BodyDeadlineMiddleware(app, timeout_s=options.body_timeout_s, max_bytes=options.max_message_bytes)
     if token:
         guarded = BearerTokenMiddleware(guarded, token)
     tokened = bool(token) or oauth is not None
@@ -144,7 +155,7 @@ def guarded_app(  # type: ignore[no-untyped-def]
         guarded = HostOriginMiddleware(
             guarded, bind_host=host, allowed_origins=allowed_origins, check_host=check_host, server_names=names
         )
-    return _EndsQuietlyOnShutdown(guarded)
+    return _EndsQuietlyOnShutdown(HeaderFramingMiddleware(guarded))
 
 
 async def serve_http(
@@ -171,7 +182,7 @@ async def serve_http(
     events = ResumableEvents()  # SSE event ids, so a 2025 client whose stream drops resumes it (events.py)
     app = server.streamable_http_app(
         host=host,
-        max_request_body_size=options.max_http_body_bytes,
+        max_request_body_size=options.max_message_bytes,
         # the SDK checks only some spellings of loopback; HostOriginMiddleware checks every one
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         event_store=events,

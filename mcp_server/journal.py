@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emotion_tool.results import UtteranceReading
+from emotion_tool.engine.results import UtteranceReading
 
 from .security import RequestError
 from .sessions import Session, SessionTrace

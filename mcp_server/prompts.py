@@ -1,6 +1,6 @@
 """The `empathetic_reply` prompt: how the user sounds, said with its uncertainty, and how to reply.
 
-The advice, its wording and its thresholds come from the empathy rulebook, `emotion_tool.empathy`.
+The advice, its wording and its thresholds come from the empathy rulebook, `emotion_tool.science.empathy`.
 The prompt sees one reading and no history of the speaker, so valence and arousal are judged
 against the model's population priors, in standard deviations, as the agents' planner judges a
 speaker's first turns.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from emotion_tool.empathy import THRESHOLDS, describe_levels, reply_advice
-from emotion_tool.results import EmotionAnalysis, EmotionReading, UtteranceReading
+from emotion_tool.science.empathy import THRESHOLDS, describe_levels, reply_advice
+from emotion_tool.engine.results import EmotionAnalysis, EmotionReading, UtteranceReading
 
 from .sessions import SessionSummary, SessionTrace
 

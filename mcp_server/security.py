@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
@@ -133,8 +134,7 @@ def check_origin(origin: str) -> None:
     Raises:
         ValueError: not scheme://host[:port] with scheme http or https.
     """
-    scheme, sep, authority = origin.partition("://")
-    if scheme.lower() not in ("http", "https") or not sep or not authority or "/" in authority.rstrip("/"):
+    if origin_host(origin) is None:
         raise ValueError(
             f"--allow-origin {origin}: give an origin as a browser sends it, scheme://host[:port] "
             "(e.g. http://localhost:5173), without a path"
@@ -200,16 +200,45 @@ async def _unauthorized(send: Send, *, missing: bool) -> None:
 # --- Host and Origin (DNS rebinding) ----------------------------------------------------------------
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+_REG_NAME = re.compile(r"[a-z0-9._~-]+\Z")  # a DNS name or an IPv4 address, lower-cased (RFC 3986 reg-name, less what no DNS name holds)
+_PORT = re.compile(r"[0-9]{1,5}\Z")
+# Headers a request may carry once: a second copy is how one part of a stack is made to read another value
+# than the next (Host and Origin checked on one copy, used on the other; a body framed two ways).
+_SINGLE_HEADERS = (
+    b"host", b"origin", b"authorization", b"content-length", b"transfer-encoding", b"content-type",
+    b"mcp-session-id", b"mcp-protocol-version",
+)  # fmt: skip
 
 
-def host_of(value: str) -> str:
-    """The host part of a Host header or an origin's authority, lower-cased, brackets and port removed."""
+def host_of(value: str) -> str | None:
+    """The host of `host[:port]` (a Host header, an origin's authority), lower-cased, brackets removed;
+    None when `value` is not exactly that (userinfo, a path, a bad port, a bracket that does not close)."""
     value = value.strip().lower()
     if value.startswith("["):  # [v6]:port
-        return value[1 : value.find("]")] if "]" in value else value
-    if value.count(":") == 1:  # name:port or v4:port
-        return value.partition(":")[0]
-    return value  # bare name, v4, or unbracketed v6
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+    else:
+        host, sep, port = value.partition(":")
+        rest = sep + port
+        if not _REG_NAME.match(host):
+            return None
+    if rest and not (rest[0] == ":" and _PORT.match(rest[1:]) and int(rest[1:]) <= 65535):
+        return None
+    return host
+
+
+def origin_host(origin: str) -> str | None:
+    """The host of an origin as a browser sends it, ``scheme://host[:port]`` with scheme http or https; else None."""
+    scheme, sep, authority = origin.strip().lower().partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    return host_of(authority.removesuffix("/"))
 
 
 def _is_loopback_name(host: str) -> bool:
@@ -231,14 +260,51 @@ def needs_host_check(host: str, tokened: bool) -> bool:
     return not tokened or is_loopback(host)
 
 
+def framing_problem(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """What makes a request's headers ambiguous, or None: a header that may come once came twice, a
+    body framed both by Content-Length and by Transfer-Encoding, or a Host that is not host[:port]."""
+    seen: dict[bytes, bytes] = {}
+    for name, value in headers:
+        name = name.lower()
+        if name in _SINGLE_HEADERS:
+            if name in seen:
+                return f"the request carries the {name.decode()} header twice; send it once"
+            seen[name] = value
+    if b"content-length" in seen and b"transfer-encoding" in seen:
+        return "the request carries both Content-Length and Transfer-Encoding; frame the body one way"
+    host = seen.get(b"host")
+    if host is not None and host_of(host.decode("latin-1")) is None:
+        return f"Host {host.decode('latin-1')!r} is not host[:port]"
+    return None
+
+
+class HeaderFramingMiddleware:
+    """ASGI middleware: refuses, with 400, a request whose headers can be read two ways (`framing_problem`).
+
+    It stands outermost on every bind, so no later check and no part of the stack reads a header
+    another part read differently.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            problem = framing_problem(scope.get("headers", ()))
+            if problem is not None:
+                await _plain_error(send, 400, problem)
+                return
+        await self.app(scope, receive, send)
+
+
 class HostOriginMiddleware:
     """ASGI middleware: refuses requests whose Host is not this machine (421) or whose Origin is foreign (403).
 
-    Host must name a loopback address (any of 127.0.0.0/8, ::1, localhost), the address the
-    server is bound to, or one of `server_names`, whatever its case or port. A request without
-    Origin (not from a browser) passes; one with Origin passes when the origin is on this machine,
-    names one of `server_names`, or is listed in `allowed_origins` (``scheme://host[:port]``, as
-    the browser sends it).
+    Host must be exactly ``host[:port]`` and name a loopback address (any of 127.0.0.0/8, ::1,
+    localhost), the address the server is bound to, or one of `server_names`, whatever its case
+    or port. A request without Origin (not from a browser) passes; one with Origin passes when the
+    origin is exactly ``scheme://host[:port]`` and on this machine, names one of `server_names`, or
+    is listed in `allowed_origins` (as the browser sends it). Either header sent twice is refused (400).
     """
 
     def __init__(
@@ -251,43 +317,52 @@ class HostOriginMiddleware:
         server_names: Sequence[str] = (),
     ):
         self.app = app
-        self.bind_host = host_of(bind_host)
+        self.bind_host = host_of(_bracketed(bind_host)) or bind_host.strip("[]").lower()
         self.check_host = check_host  # False on a tokened public bind: its names are not known here, the token guards it
-        self.server_names = frozenset(host_of(n) for n in server_names)  # e.g. the public OAuth resource URL's host
+        self.server_names = frozenset(filter(None, (host_of(n) for n in server_names)))  # e.g. the public OAuth resource URL's host
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
 
-    def _host_allowed(self, host: str) -> bool:
-        return host == self.bind_host or host in self.server_names or _is_loopback_name(host)
+    def _host_allowed(self, host: str | None) -> bool:
+        return host is not None and (host == self.bind_host or host in self.server_names or _is_loopback_name(host))
 
     def _origin_allowed(self, origin: str) -> bool:
-        origin = origin.rstrip("/").lower()
-        if origin in self.allowed_origins:
-            return True
-        scheme, sep, authority = origin.partition("://")
-        if not sep or scheme not in ("http", "https"):
+        host = origin_host(origin)
+        if host is None:  # not scheme://host[:port]: no browser sends that
             return False
-        host = host_of(authority)
+        if origin.rstrip("/").lower() in self.allowed_origins:
+            return True
         return host in self.server_names or (self.check_host and self._host_allowed(host))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = {name.lower(): value for name, value in scope.get("headers", ())}
-        host = headers.get(b"host", b"").decode("latin-1")
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        if self.check_host and (not host or not self._host_allowed(host_of(host))):
-            await _plain_error(send, 421, f"Host {host or '(none)'} is not this server; connect to it by a loopback address")
+        found: dict[bytes, list[str]] = {b"host": [], b"origin": []}
+        for name, value in scope.get("headers", ()):
+            if name.lower() in found:
+                found[name.lower()].append(value.decode("latin-1"))
+        if len(found[b"host"]) > 1 or len(found[b"origin"]) > 1:
+            await _plain_error(send, 400, "the request carries Host or Origin twice; send each once")
             return
-        if origin and origin != "null" and not self._origin_allowed(origin):
-            await _plain_error(
-                send, 403, f"Origin {origin} may not call this server; restart it with --allow-origin {origin} to let it"
-            )
+        host = found[b"host"][0] if found[b"host"] else ""
+        origin = found[b"origin"][0] if found[b"origin"] else ""
+        if self.check_host and not self._host_allowed(host_of(host)):
+            await _plain_error(send, 421, f"Host {host or '(none)'} is not this server; connect to it by a loopback address")
             return
         if origin == "null":  # sandboxed frames and file: pages
             await _plain_error(send, 403, "Origin null may not call this server")
             return
+        if origin and not self._origin_allowed(origin):
+            await _plain_error(
+                send, 403, f"Origin {origin} may not call this server; restart it with --allow-origin {origin} to let it"
+            )
+            return
         await self.app(scope, receive, send)
+
+
+def _bracketed(host: str) -> str:
+    bare = host.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare
 
 
 class BodyDeadlineMiddleware:
@@ -325,12 +400,42 @@ class BodyDeadlineMiddleware:
         if deadline.cancelled_caught:
             await _plain_error(send, 408, f"request body not received within {self.timeout_s:g} s")
             return
+        refused = _unreadable_frame(scope, b"".join(m.get("body", b"") for m in messages))
+        if refused is not None:
+            await _json_error(send, 400, refused)
+            return
         replay = iter(messages)
 
         async def replayed() -> dict[str, Any]:
             return next(replay, None) or await receive()
 
         await self.app(scope, replayed, send)
+
+
+def _unreadable_frame(scope: Scope, body: bytes) -> bytes | None:
+    """The JSON-RPC error for a JSON body whose text is not Unicode (the SDK's parser would answer it
+    with a bare "Parse error" and no id), else None."""
+    from .wire import FrameError, check_frame
+
+    content_type = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-type"), b"")
+    if not content_type.lower().startswith(b"application/json"):
+        return None
+    try:
+        check_frame(body)
+    except FrameError as e:
+        return e.response().model_dump_json(by_alias=True, exclude_unset=True).encode()
+    return None
+
+
+async def _json_error(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _plain_error(send: Send, status: int, text: str) -> None:
@@ -347,7 +452,8 @@ async def _plain_error(send: Send, status: int, text: str) -> None:
 
 def url_authority_host(url: str) -> str:
     """The host of an http(s) URL, lower-cased, without brackets or port."""
-    return host_of(url.partition("://")[2].partition("/")[0].rpartition("@")[2])
+    authority = url.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    return host_of(authority) or authority.lower()
 
 
 def url_host(host: str) -> str:

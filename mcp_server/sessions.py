@@ -1,6 +1,6 @@
 """Streaming sessions: live audio pushed in chunks, read one utterance at a time.
 
-Each session holds one `emotion_tool.segmenter.UtteranceSegmenter` (the same segmentation the
+Each session holds one `emotion_tool.live.segmenter.UtteranceSegmenter` (the same segmentation the
 microphone demo uses; synchronous, so a session needs no thread of its own: its work runs as jobs of
 the server's inference queue) and keeps its trace. The store bounds how many sessions exist, expires those
 left idle, and hands a session only to the client that opened it.
@@ -11,14 +11,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from emotion_tool.results import CalibrationNote, EmotionReading, UtteranceReading
-from emotion_tool.segmenter import Utterance, UtteranceSegmenter
-from emotion_tool.streaming import read_utterance, summarize_utterances
+from emotion_tool.engine.results import CalibrationNote, EmotionReading, UtteranceReading
+from emotion_tool.live.segmenter import Utterance, UtteranceSegmenter
+from emotion_tool.live.streaming import read_utterance
 
 from .payloads import PcmEncoding
 from .security import RequestError

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from emotion_tool import EmotionAnalysis
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from emotion_tool.windows import MIN_HOP_S, MIN_TRACE_WINDOW_S
+from emotion_tool.engine.windows import MIN_HOP_S, MIN_TRACE_WINDOW_S
 
 from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, progress_reporter, state_of, tool_errors

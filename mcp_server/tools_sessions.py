@@ -9,9 +9,9 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from emotion_tool.results import UtteranceReading
-from emotion_tool.segmenter import UtteranceSegmenter
-from emotion_tool.streaming import summarize_utterances
+from emotion_tool.engine.results import UtteranceReading
+from emotion_tool.live.segmenter import UtteranceSegmenter
+from emotion_tool.live.streaming import summarize_utterances
 
 from .app_view import ICONS, TOOL_UI_META
 from .auth import principal
