@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path

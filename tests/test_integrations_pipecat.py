@@ -27,7 +27,7 @@ from pipecat.processors.aggregators.llm_response_universal import (  # noqa: E40
     LLMUserAggregator,
     LLMUserAggregatorParams,
 )
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
+from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
 from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import (  # noqa: E402
     SpeechTimeoutUserTurnStopStrategy,

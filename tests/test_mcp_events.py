@@ -3,7 +3,6 @@ real HTTP client that drops a long analysis's stream and reconnects with Last-Ev
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 

@@ -4,7 +4,6 @@ reading is checked against the same channel analysed alone, as a mono file cut f
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -4,6 +4,8 @@ A checkpoint is a directory with `config.json`, `model.safetensors` and `preproc
 or a Hub id resolved through `huggingface_hub` (its cache, `HF_TOKEN`, `HF_HUB_OFFLINE`). No code
 from the checkpoint is executed: the network is this package's own, and only the tensors it needs
 are read (the published file also carries the unused `whisper.decoder.*`).
+
+Layer 2, the engine (`emotion_tool.engine`).
 """
 
 from __future__ import annotations

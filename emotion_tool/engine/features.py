@@ -1,6 +1,8 @@
 """Whisper's log-mel front end, in torch so that it runs batched on the model's device.
 
 Numerically this is `transformers.WhisperFeatureExtractor` (its torch path); the tests check it.
+
+Layer 2, the engine (`emotion_tool.engine`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ differ, joined by "+" in a fixed order, e.g. "trimmed+int8") travels in every re
 adding a choice below and its tests.
 
 No torch import: the command line and the MCP server validate names before loading anything.
+
+Layer 2, the engine (`emotion_tool.engine`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The option objects (how recordings are analysed, loaded, scored and calibrated) and the operating
-points' names. Imports no torch, so command lines take their defaults from here at `--help`."""
+points' names. Imports no torch, so command lines take their defaults from here at `--help`.
+
+Layer 2, the engine (`emotion_tool.engine`).
+"""
 
 from __future__ import annotations
 

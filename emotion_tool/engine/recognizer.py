@@ -1,4 +1,7 @@
-"""`EmotionRecognizer`: owns the network, its device and weights, and turns audio into analyses."""
+"""`EmotionRecognizer`: owns the network, its device and weights, and turns audio into analyses.
+
+Layer 2, the engine (`emotion_tool.engine`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Result types shared by the engine, the CLI, the MCP server and the LangGraph nodes."""
+"""Result types shared by the engine, the CLI, the MCP server and the LangGraph nodes.
+
+Layer 2, the engine (`emotion_tool.engine`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Random-weight checkpoints in the published layout, for tests, benchmarks and trying the tool.
 
 Readings from these models mean nothing; config.json marks them, and every analysis says so.
+
+Layer 2, the engine (`emotion_tool.engine`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Where windows go: splitting long audio at pauses, trace windows, and aggregation by speech."""
+"""Where windows go: splitting long audio at pauses, trace windows, and aggregation by speech.
+
+Layer 2, the engine (`emotion_tool.engine`).
+"""
 
 from __future__ import annotations
 
