@@ -112,56 +112,74 @@ class RealtimeAssistant(Agent):
     async def on_enter(self) -> None:
         self.emotion.listen(self)
 
+    async def on_user_turn_completed(self, turn_ctx: Any, new_message: Any) -> None:  # LiveKit's own turns (a VAD)
+        await self.emotion.on_user_turn_completed(turn_ctx, new_message)
+
     async def on_exit(self) -> None:
         await self.emotion.aclose()
 
 
 async def _run_realtime(emotion: Any, wav: np.ndarray) -> int:
-    """An AgentSession on LiveKit's OpenAI RealtimeModel (a local stand-in), the recording as its audio input."""
-    try:
-        from livekit.plugins.openai.realtime import RealtimeModel
-    except ImportError as e:
-        raise RuntimeError("--realtime needs LiveKit's OpenAI plugin; pip install 'livekit-agents[openai]'") from e
-    from livekit.agents import AgentSession, TurnHandlingOptions
-    from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
-
-    from emotion_tool.integrations.fake_realtime import FakeRealtimeServer
-
-    async with FakeRealtimeServer(on_event=print_model_turns) as server:
-        model = RealtimeModel(
-            api_key="sk-local",
-            base_url=server.url,  # the stand-in; leave base_url out (and set OPENAI_API_KEY) for OpenAI
-            turn_detection=ServerVad(type="server_vad", create_response=False, interrupt_response=False),
-        )
-        session = AgentSession(llm=model, turn_handling=TurnHandlingOptions(turn_detection="manual"))
-        source = _FileInput(wav)
-        session.input.audio = source
-        shown = 0
-        try:
-            await session.start(RealtimeAssistant(emotion))
-            while not source.done.is_set() or _replies_pending(server):
-                await asyncio.sleep(0.05)
-                for u in emotion.trace[shown:]:
-                    print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s)")
-                shown = len(emotion.trace)
-        finally:
-            await session.aclose()
-            await emotion.aclose()
-            await model.aclose()
-        replies = sum(1 for r in server.sessions[0].responses if r.status == "completed") if server.sessions else 0
+    session = await realtime_session(emotion, wav, on_event=print_model_turns, show_readings=True)
+    replies = sum(1 for r in session.responses if r.status == "completed")
     print_stats(emotion, f"; {replies} realtime replies")
     return 0
 
 
-def _replies_pending(server: Any) -> bool:
-    """Whether the model has a turn not answered yet, or a reply still streaming."""
+async def realtime_session(emotion: Any, wav: np.ndarray, *, on_event: Any = None, show_readings: bool = False, turns: str = "model") -> Any:
+    """Runs an AgentSession on LiveKit's OpenAI RealtimeModel, pointed at a local stand-in, with `wav` as its
+    audio input in real time; returns the stand-in's `FakeRealtimeSession`. `turns`: who ends the user's
+    turns, "model" (its server turn detection, set not to answer; the session in manual mode) or "vad"
+    (LiveKit's VAD, the model's turn detection off)."""
+    try:
+        from livekit.plugins.openai.realtime import RealtimeModel
+    except ImportError as e:
+        raise RuntimeError("--realtime needs LiveKit's OpenAI plugin; pip install 'livekit-agents[openai]'") from e
+    from livekit.agents import AgentSession, TurnHandlingOptions, inference
+    from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
+
+    from emotion_tool.integrations.fake_realtime import FakeRealtimeServer
+
+    async with FakeRealtimeServer(on_event=on_event) as server:
+        if turns == "model":
+            model = RealtimeModel(
+                api_key="sk-local",
+                base_url=server.url,  # the stand-in; leave base_url out (and set OPENAI_API_KEY) for OpenAI
+                turn_detection=ServerVad(type="server_vad", create_response=False, interrupt_response=False),
+            )
+            session = AgentSession(llm=model, turn_handling=TurnHandlingOptions(turn_detection="manual"))
+        else:
+            model = RealtimeModel(api_key="sk-local", base_url=server.url, turn_detection=None)
+            session = AgentSession(llm=model, vad=inference.VAD(), turn_handling=TurnHandlingOptions(turn_detection="vad"))
+        source = FileAudioInput(wav)
+        session.input.audio = source
+        agent = RealtimeAssistant(emotion)
+        shown = 0
+        try:
+            await session.start(agent)
+            while not source.done.is_set() or _replies_pending(server, turns):
+                await asyncio.sleep(0.05)
+                if show_readings:
+                    for u in emotion.trace[shown:]:
+                        print(f"reading #{u.index} {u.start_s:5.1f}-{u.end_s:5.1f} s: {u.reading.describe()} (latency {u.latency_s:.2f} s)")
+                    shown = len(emotion.trace)
+        finally:
+            await session.aclose()
+            await emotion.aclose()
+            await model.aclose()
+    return server.sessions[0]
+
+
+def _replies_pending(server: Any, turns: str) -> bool:
+    """Whether the model has a stretch of speech not answered yet, or a reply still streaming."""
     if not server.sessions:
         return True
     s = server.sessions[0]
-    return len(s.responses) < len(s.turns) or any(r.done_at is None for r in s.responses)
+    heard = len(s.turns) if turns == "model" else len(s.speech)
+    return len(s.responses) < heard or any(r.done_at is None for r in s.responses)
 
 
-class _FileInput(voice_io.AudioInput if voice_io is not None else object):  # type: ignore[misc]
+class FileAudioInput(voice_io.AudioInput if voice_io is not None else object):  # type: ignore[misc]
     """The session's audio input: `wav` (16 kHz) as 10-ms frames in real time, then silence; `done` once all is sent."""
 
     def __init__(self, wav: np.ndarray):

@@ -83,14 +83,23 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _run_realtime(emotion: Any, wav: np.ndarray) -> int:
-    """The pipeline of a realtime bot: the perceiver, the aggregators, the note, and OpenAI Realtime (a local stand-in)."""
+    session = await realtime_session(emotion, wav, on_event=print_model_turns, show_readings=True)
+    replies = sum(1 for r in session.responses if r.status == "completed")
+    print_stats(emotion, f"; {replies} realtime replies")
+    return 0
+
+
+async def realtime_session(emotion: Any, wav: np.ndarray, *, on_event: Any = None, show_readings: bool = False) -> Any:
+    """Runs a realtime bot's pipeline on `wav` in real time: the perceiver, the aggregators, the note, and
+    Pipecat's OpenAI Realtime service pointed at a local stand-in; returns the stand-in's `FakeRealtimeSession`.
+    `on_event(session, event)` sees each event the model receives."""
     from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
     from pipecat.services.openai.realtime import events
     from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
 
     from emotion_tool.integrations.fake_realtime import FakeRealtimeServer
 
-    async with FakeRealtimeServer(on_event=print_model_turns) as server:
+    async with FakeRealtimeServer(on_event=on_event) as server:
         llm = OpenAIRealtimeLLMService(
             api_key="sk-local",
             base_url=server.url,  # the stand-in; leave base_url out (and give a key) for OpenAI
@@ -108,14 +117,13 @@ async def _run_realtime(emotion: Any, wav: np.ndarray) -> int:
         class Readings(FrameProcessor):  # prints each reading as it goes by
             async def process_frame(self, frame: Any, direction: Any) -> None:
                 await super().process_frame(frame, direction)
-                _print_reading(frame)
+                if show_readings:
+                    _print_reading(frame)
                 await self.push_frame(frame, direction)
 
         pipeline = Pipeline([emotion, Readings(), aggregators.user(), emotion.realtime_note(), llm, aggregators.assistant()])
         await play(pipeline, wav, first=LLMRunFrame(), tail_s=REALTIME_TAIL_S)
-        replies = sum(1 for r in server.sessions[0].responses if r.status == "completed") if server.sessions else 0
-    print_stats(emotion, f"; {replies} realtime replies")
-    return 0
+    return server.sessions[0]
 
 
 def _print_reading(frame: Any) -> None:

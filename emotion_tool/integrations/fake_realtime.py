@@ -26,6 +26,9 @@ end of speech a note arrived.
     server.sessions[0].responses[0].items_before   # the conversation the first response answered
 
 Or on its own, for a bot of your own: `python -m emotion_tool.integrations.fake_realtime --port 8765`.
+
+Layer 5, the voice-framework integrations (`emotion_tool.integrations`): a test and demo helper that imports
+nothing of this package's other layers.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class FakeRealtimeSession:
     item_times: dict[str, float] = field(default_factory=dict)  # item id -> time.monotonic() it was added
     responses: list[FakeResponse] = field(default_factory=list)
     turns: list[FakeTurn] = field(default_factory=list)
+    speech: list[tuple[int, float]] = field(default_factory=list)  # (audio_end_ms, time.monotonic() its last speech frame arrived) of each stretch of speech, turn detection on or off
     received: list[tuple[float, str]] = field(default_factory=list)  # (time, event type) of every client event
     audio_s: float = 0.0  # seconds of input audio appended so far
     errors: list[dict] = field(default_factory=list)  # the error events sent
@@ -363,15 +367,13 @@ class _Connection:
         samples = np.frombuffer(pcm, "<i2")
         self.stream_samples += samples.shape[0]
         self.session.audio_s += samples.shape[0] / SAMPLE_RATE
-        td = self.session.turn_detection
-        if td is None:
-            return
+        td = self.session.turn_detection  # off: speech is still timed (`speech`), but nothing is sent
         x = np.concatenate([self.tail, samples])
         n = x.shape[0] // _FRAME * _FRAME
         self.tail = x[n:].copy()
         start = self.stream_samples - self.tail.shape[0] - n  # stream sample of x[0]
-        silence = int(td.get("silence_duration_ms") or 500) * SAMPLE_RATE // 1000
-        prefix = int(td.get("prefix_padding_ms") or 300) * SAMPLE_RATE // 1000
+        silence = int((td or {}).get("silence_duration_ms") or 500) * SAMPLE_RATE // 1000
+        prefix = int((td or {}).get("prefix_padding_ms") or 300) * SAMPLE_RATE // 1000
         for k in range(0, n, _FRAME):
             frame = x[k : k + _FRAME].astype(np.float32) / 32768.0
             loud = float(np.sqrt(np.mean(frame * frame))) > self.server.speech_rms
@@ -383,6 +385,8 @@ class _Connection:
                 if not self.speaking and self.loud >= _MIN_SPEECH_MS * SAMPLE_RATE // 1000:
                     self.speaking = True
                     self.speech_start = max(0, at + _FRAME - self.loud - prefix)
+                    if td is None:
+                        continue
                     self.item_id = self.server._new_id("item")
                     if self.active is not None and td.get("interrupt_response", True):
                         await self._cancel()
@@ -394,10 +398,12 @@ class _Connection:
                 if self.speaking:
                     self.quiet += _FRAME
                     if self.quiet >= silence:
-                        await self._speech_stopped(td)
+                        self.speaking = False
+                        self.session.speech.append((self.last_speech_end * 1000 // SAMPLE_RATE, self.last_speech_at))
+                        if td is not None:
+                            await self._speech_stopped(td)
 
     async def _speech_stopped(self, td: dict) -> None:
-        self.speaking = False
         item_id = self.item_id or self.server._new_id("item")
         self.item_id = None
         end_ms = self.last_speech_end * 1000 // SAMPLE_RATE

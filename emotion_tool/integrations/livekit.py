@@ -190,13 +190,16 @@ class LiveKitEmotion:
         return reading
 
     async def aclose(self) -> None:
-        """Reads what is left of the audio, then stops the listener's thread and takes the tap off the input."""
+        """Reads what is left of the audio, then stops the listener's thread and takes the tap off the input.
+        A second call does nothing."""
+        if self._closed:
+            return
         for task in list(self._answering):
             task.cancel()
         if self._rt is not None:
             self._rt.off("input_speech_started", self._on_speech_started)
             self._rt.off("input_speech_stopped", self._on_speech_stopped)
-        if self._bound and not self._closed:
+        if self._bound:
             await self._listener.flush()
         self._closed = True
         if self._tap is not None and self._agent is not None:
