@@ -9,8 +9,8 @@ One padded 30-s window (3000 mel frames) through a whisper-medium-size encoder w
 - fp32, eager: the published operating point (the baseline);
 - fp32, torch.compile (inductor, weights frozen): the exact path compiled; kept only if it is faster
   and within 1e-4 of eager;
-- bf16, attention in fp32: what operating point "bf16" runs on the CPU;
-- bf16, attention in bf16: the same with the CPU's fused attention kernel in bf16;
+- bf16, attention in fp32 / in bf16: operating point "bf16" with each of the CPU attention kernels;
+  which one "bf16" runs on this CPU is printed and kept in the JSON (`emotion_tool.engine.kernels`);
 - bf16, torch.compile (inductor, weights frozen);
 - int8, torch.ao dynamic quantization: what operating point "int8" runs;
 - int8 through torchao (dynamic int8 activations and weights; int8 weights only), when torchao is
@@ -51,26 +51,18 @@ def _best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
 def _paths(encoder, *, with_compile: bool):
     """(name, how to build it) for each path; a builder returns a callable on the features or None (unavailable)."""
     import torch
-    import torch.nn.functional as F
 
-    from emotion_tool.engine import model as network
 
     def eager(dtype):
         return lambda: copy.deepcopy(encoder).to(dtype)
 
-    def bf16_attention():
-        # The CPU's fused attention run in bf16 itself, as it was before the encoder attended in fp32.
-        enc = copy.deepcopy(encoder).to(torch.bfloat16)
+    def bf16_with(attention):
+        def build():
+            enc = copy.deepcopy(encoder).to(torch.bfloat16)
+            enc.set_cpu_attention(attention)
+            return enc
 
-        def forward(self, x):
-            b, t, d = x.shape
-            h = self.num_heads
-            q, k, v = (p(x).view(b, t, h, d // h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
-            return self.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d))
-
-        for layer in enc.layers:
-            layer.self_attn.forward = forward.__get__(layer.self_attn, network._SelfAttention)
-        return enc
+        return build
 
     def compiled(dtype):
         def build():
@@ -102,8 +94,8 @@ def _paths(encoder, *, with_compile: bool):
     paths = [
         ("fp32, eager (published)", torch.float32, eager(torch.float32)),
         ("fp32, torch.compile", torch.float32, compiled(torch.float32) if with_compile else None),
-        ("bf16, attention in fp32 (operating point bf16)", torch.bfloat16, eager(torch.bfloat16)),
-        ("bf16, attention in bf16", torch.bfloat16, bf16_attention),
+        ("bf16, attention in fp32", torch.bfloat16, bf16_with("fp32")),
+        ("bf16, attention in bf16", torch.bfloat16, bf16_with("bf16")),
         ("bf16, torch.compile", torch.bfloat16, compiled(torch.bfloat16) if with_compile else None),
         ("int8, torch.ao dynamic (operating point int8)", torch.float32, ao_int8),
         ("int8, torchao dynamic activations and weights", torch.float32, torchao("Int8DynamicActivationInt8WeightConfig")),
@@ -125,7 +117,8 @@ def main() -> int:
     import torch.nn.functional as F
 
     from emotion_tool.config import N_FRAMES
-    from emotion_tool.engine.operating_point import cpu_features
+    from emotion_tool.engine.kernels import cpu_kernels
+    from emotion_tool.engine.operating_point import cpu_features, cpu_model
     from emotion_tool.engine.testing import SIZES, random_model
 
     torch.manual_seed(0)
@@ -158,7 +151,8 @@ def main() -> int:
         "random_weights": True,
         "frames": N_FRAMES,
         "threads": torch.get_num_threads(),
-        "cpu": cpu_features().describe(),
+        "cpu": f"{cpu_model()} ({cpu_features().describe()})",
+        "kernels": cpu_kernels().describe(),  # which of the two bf16 attention paths operating point bf16 runs here
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
         "baseline_seconds": base_s,
@@ -167,6 +161,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{args.size}-size encoder, RANDOM weights, one padded 30-s window, {report['threads']} threads; CPU: {report['cpu']}")
+    print(f"operating point bf16 on this CPU: {report['kernels']}")
     print(f"{'path':<50} {'time':>8} {'vs fp32':>8} {'max |Δ|':>10} {'cosine':>10}")
     for r in rows:
         print(f"{r['path']:<50} {r['seconds']:>7.2f}s {r['speedup']:>7.2f}x {r['max_abs_diff']:>10.2e} {r['cosine']:>10.6f}")

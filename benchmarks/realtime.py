@@ -60,15 +60,6 @@ def recording(cache: Path) -> np.ndarray:
     return wav
 
 
-def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it (e.g. "AMD EPYC 9B14"), or the machine's architecture."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.machine())
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 def checkpoint(cache: Path, size: str) -> Path:
     """A random-weight checkpoint of the published layout (the encoder alone: about 1.2 GB for medium)."""
     ckpt = cache / f"{size}-random"
@@ -162,7 +153,7 @@ def main() -> int:
     import torch
 
     from emotion_tool import EmotionRecognizer
-    from emotion_tool.engine.operating_point import cpu_features
+    from emotion_tool.engine.operating_point import cpu_features, cpu_model
 
     wav = recording(args.cache)
     ckpt = checkpoint(args.cache, args.size)

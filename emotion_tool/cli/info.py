@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s" + (f", zero-padded to {info.max_window_s:g} s" if padded else ", encoder sees only their frames"))
     features = cpu_features()
     print(f"cpu         {features.describe()}" + ("" if features.fast_bf16 else "  (no bf16 units: operating point bf16 would be slow here)"))
+    if info.device.startswith("cpu"):
+        from emotion_tool.engine.kernels import cpu_kernels
+
+        print(f"kernels     {cpu_kernels().describe()}")
     if info.calibration is not None:
         c = info.calibration
         print(f"calibration {c.source} (sha256 {c.sha256}): temperature {c.temperature:.4g}{', per-class bias' if c.bias else ''}, "

@@ -5,6 +5,8 @@ Module names follow the published checkpoint's tensor names, so `state_dict()` m
 follows the description in the MERaLiON-SER paper (arXiv 2511.04914) and the published checkpoint:
 a Whisper encoder (LoRA merged) feeding an ECAPA-TDNN with GroupNorm and hybrid attention pooling,
 and two heads, categorical (7 emotions) and dimensional (valence, arousal, dominance).
+
+Layer 2, the engine (`emotion_tool.engine`).
 """
 
 from __future__ import annotations
@@ -46,15 +48,19 @@ class _SelfAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.q_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        # On the CPU a bf16/fp16 encoder attends in fp32 unless this is "bf16": where the CPU's fused
+        # attention kernel runs slower in bf16 than in fp32 (1500 frames: 0.14 s against 0.075 s a layer
+        # on AVX-512 BF16 without AMX), fp32 is faster and its scores and softmax move the states less;
+        # with AMX bf16 is the faster. `emotion_tool.engine.kernels` decides it per CPU.
+        self.cpu_attention: str = "fp32"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         h = self.num_heads
 
-        # On the CPU a bf16/fp16 encoder still attends in fp32: the CPU's fused attention kernel runs
-        # slower in bf16 than in fp32 (1500 frames: 0.14 s against 0.075 s a layer on AVX-512 BF16), and
-        # fp32 scores and softmax move the states less. The projections around it stay in the encoder's dtype.
-        upcast = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
+        # The projections around the attention stay in the encoder's dtype.
+        half = x.dtype in (torch.bfloat16, torch.float16)
+        upcast = x.device.type == "cpu" and half and not (self.cpu_attention == "bf16" and x.dtype == torch.bfloat16)
 
         def heads(y: torch.Tensor) -> torch.Tensor:
             y = y.view(b, t, h, d // h).transpose(1, 2)
@@ -91,6 +97,14 @@ class WhisperEncoder(nn.Module):
         self.embed_positions = nn.Embedding(config.max_source_positions, d)
         self.layers = nn.ModuleList(_EncoderLayer(config) for _ in range(config.encoder_layers))
         self.layer_norm = nn.LayerNorm(d)
+
+    def set_cpu_attention(self, precision: str) -> None:
+        """What a bf16 encoder's attention computes in on the CPU: "bf16" or "fp32" (the default).
+        fp16 encoders attend in fp32 on the CPU either way; other devices attend in the encoder's dtype."""
+        if precision not in ("bf16", "fp32"):
+            raise ValueError(f"CPU attention precision must be 'bf16' or 'fp32', got {precision!r}")
+        for layer in self.layers:
+            layer.self_attn.cpu_attention = precision
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         """input_features (B, n_mels, 2T) → hidden states (B, T, d_model); T ≤ max_source_positions."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Literal
 
-__all__ = ["OperatingPoint", "CpuFeatures", "cpu_features", "PRESETS", "LIVE"]
+__all__ = ["OperatingPoint", "CpuFeatures", "cpu_features", "cpu_model", "PRESETS", "LIVE"]
 
 Context = Literal["padded", "trimmed"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
@@ -197,6 +197,18 @@ def _cpu_flags() -> set[str]:
             return set()
         return {m.group(1).lower() for m in re.finditer(r"hw\.optional\.arm\.FEAT_(\w+): 1", out)}
     return set()
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (e.g. "AMD EPYC 9B14"), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("model name", "CPU part")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 @lru_cache(maxsize=1)

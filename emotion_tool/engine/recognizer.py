@@ -18,6 +18,7 @@ from emotion_tool.audio.vad import SpeechDetector, VadOptions, speech_seconds
 from emotion_tool.config import SAMPLE_RATE, default_model
 from emotion_tool.engine.checkpoint import Checkpoint, build_model, read_checkpoint
 from emotion_tool.engine.features import log_mel_spectrogram, pad_or_trim
+from emotion_tool.engine.kernels import KernelChoice, cpu_kernels
 from emotion_tool.engine.model import MERaLiONSER
 from emotion_tool.engine.operating_point import OperatingPoint, cpu_features
 from emotion_tool.engine.options import (
@@ -178,6 +179,10 @@ class EmotionRecognizer:
         self.precision: Precision = precision
         self.quantization = "int8" if precision == "int8" else None
         self._encoder_dtype = torch.float32 if precision == "int8" else next(encoder.parameters()).dtype
+        self.kernels: KernelChoice | None = None  # a bf16 encoder on the CPU: what its attention computes in, and why
+        if self._encoder_dtype == torch.bfloat16 and self._param.device.type == "cpu":
+            self.kernels = cpu_kernels()
+            encoder.set_cpu_attention(self.kernels.attention)
         self._vad: SpeechDetector | None = None
         self._vad_options: VadOptions | None = None
         self._lock = threading.Lock()
