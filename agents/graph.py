@@ -7,8 +7,9 @@ import os
 import sqlite3
 import stat
 import sys
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
@@ -18,7 +19,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
-from .nodes import EmotionPerceptionNode, PlannerNode, ResponderNode, Transcriber, TranscriptionNode
+from .nodes import (
+    EmotionPerceptionNode,
+    PlannerNode,
+    ResponderNode,
+    Transcriber,
+    TranscriptionNode,
+)
 from .planning import PlanningConfig
 from .prompts import SYSTEM_PROMPT
 from .state import STATE_TYPES, EmpathicState, InputState, OutputState
@@ -57,26 +64,19 @@ def sqlite_checkpointer(path: str | os.PathLike | None = None) -> "SqliteSaver":
     themselves. Close it with ``saver.conn.close()`` when done.
     """
     try:
-        from langgraph.checkpoint.sqlite import SqliteSaver
+        from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: F401  (is it installed?)
     except ImportError as e:
         raise RuntimeError(
             'the default checkpointer needs langgraph-checkpoint-sqlite; pip install "emotion-tool[agents]", '
             "or pass checkpointer=InMemorySaver() (or False for none)"
         ) from e
     db = Path(path).expanduser() if path is not None else default_db_path()
-    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = open_database(db, check_same_thread=False)  # LangGraph may run nodes on worker threads
     try:
-        mode = db.stat().st_mode
-    except FileNotFoundError:
-        mode = None  # created below
-    if mode is not None and not stat.S_ISREG(mode):  # opening a FIFO would block; a directory cannot hold a database
-        raise ValueError(f"{db} is not a regular file; give the path of a conversation database file (it is created if missing)")
-    conn = sqlite3.connect(db, check_same_thread=False)  # LangGraph may run nodes on worker threads
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a file that is not SQLite fails here, not mid-turn
-        saver = SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+        saver = _saver_class()(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+        saver.db_path = db
         saver.setup()
-    except sqlite3.DatabaseError as e:
+    except sqlite3.Error as e:
         conn.close()
         raise unreadable_database(db, e) from e
     return saver
@@ -96,18 +96,103 @@ def sqlite_store(path: str | os.PathLike | None = None) -> "SqliteStore":
     It keeps each speaker's profile across threads. Close it with ``store.conn.close()`` when done.
     """
     try:
-        from langgraph.store.sqlite import SqliteStore
+        from langgraph.store.sqlite import SqliteStore  # noqa: F401  (is it installed?)
     except ImportError as e:
         raise RuntimeError(
             'the default store needs langgraph-checkpoint-sqlite; pip install "emotion-tool[agents]", '
             "or pass store=InMemoryStore() (or False for none)"
         ) from e
     db = Path(path).expanduser() if path is not None else default_db_path()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)  # autocommit, as SqliteStore expects
-    store = SqliteStore(conn)
-    store.setup()
+    conn = open_database(db, check_same_thread=False, isolation_level=None)  # autocommit, as SqliteStore expects
+    try:
+        store = _store_class()(conn)
+        store.db_path = db
+        store.setup()
+    except sqlite3.Error as e:
+        conn.close()
+        raise unreadable_database(db, e) from e
     return store
+
+
+def unwritable_database(db: str | os.PathLike, error: sqlite3.Error) -> RuntimeError:
+    """The error for a write the conversation database refused mid-turn (a full disk, a lost lock, a
+    file made read-only), with what to do about it."""
+    return RuntimeError(
+        f"{db}: this turn could not be saved ({error}); what was saved before is kept. Free space on its disk "
+        "(or make it writable again) and send the turn again; the agent reopens the same file"
+    )
+
+
+def _refusing(cls: type, methods: tuple[str, ...]) -> type:
+    """`cls` with `methods` turning SQLite's errors into `unwritable_database`'s message."""
+
+    def wrap(name: str):  # type: ignore[no-untyped-def]
+        inner = getattr(cls, name)
+
+        def method(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
+            try:
+                return inner(self, *args, **kwargs)
+            except sqlite3.OperationalError as e:
+                raise unwritable_database(getattr(self, "db_path", "the conversation database"), e) from e
+
+        method.__name__ = name
+        method.__doc__ = inner.__doc__
+        return method
+
+    return type(cls.__name__, (cls,), {name: wrap(name) for name in methods})
+
+
+@lru_cache(maxsize=1)
+def _saver_class() -> type:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    return _refusing(SqliteSaver, ("put", "put_writes", "delete_thread"))
+
+
+@lru_cache(maxsize=1)
+def _store_class() -> type:
+    from langgraph.store.sqlite import SqliteStore
+
+    return _refusing(SqliteStore, ("batch",))
+
+
+def open_database(db: Path, **connect: Any) -> sqlite3.Connection:
+    """A connection to the conversation database at `db`, checked before any turn depends on it.
+
+    Refused with a message naming the path and the fix: a path whose folder cannot be made, one that
+    is not a regular file (a FIFO would block the opening, a directory cannot hold a database), a file
+    or folder this process may not write, and a file SQLite cannot read (damaged, or not a database).
+    An empty file is a new database. A database left behind by a full disk (its rollback journal
+    beside it) opens once there is space again: SQLite rolls the unfinished write back, and nothing
+    committed before it is lost.
+
+    Raises:
+        ValueError: the path cannot hold the database.
+        RuntimeError: SQLite cannot use the file.
+    """
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{db}: cannot create its folder ({e.strerror}); give a path in a writable folder") from e
+    try:
+        mode = db.stat().st_mode
+    except FileNotFoundError:
+        mode = None  # created by the connection
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ValueError(f"{db} is not a regular file (a folder, FIFO or device); give the path of a conversation database file (it is created if missing)")
+    where = db if mode is not None else db.parent
+    if not os.access(where, os.W_OK):
+        raise ValueError(f"{where} is read-only for this process; give a conversation database path it may write (the folder must be writable too, for SQLite's journal)")
+    try:
+        conn = sqlite3.connect(db, **connect)
+    except sqlite3.Error as e:
+        raise unreadable_database(db, e) from e
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a file that is not SQLite fails here, not mid-turn
+    except sqlite3.Error as e:
+        conn.close()
+        raise unreadable_database(db, e) from e
+    return conn
 
 
 def resolve_chat_model(chat_model: BaseChatModel | Runnable | str | None) -> BaseChatModel | Runnable | None:

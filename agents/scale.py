@@ -13,14 +13,16 @@ who rings back on a new thread is compared with what earlier conversations showe
 
 from __future__ import annotations
 
+import logging
 import math
-from urllib.parse import quote
+import time
 from typing import TYPE_CHECKING, Mapping
+from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from emotion_tool.science.empathy import DimensionPrior, PopulationPriors
 from emotion_tool.engine.results import EmotionReading
+from emotion_tool.science.empathy import DimensionPrior, PopulationPriors
 
 from .state import DIMENSIONS, Scale
 
@@ -31,6 +33,9 @@ PROFILE_NAMESPACE = ("emotion_tool", "speakers")
 """Store namespace prefix; a speaker's profile sits under (*PROFILE_NAMESPACE, speaker)."""
 
 PROFILE_KEY = "profile"
+SET_ASIDE_KEY = "profile.set-aside"  # where a stored profile that fails validation is moved, for a person to look at
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DimensionPrior",
@@ -52,7 +57,7 @@ class SpeakerProfile(BaseModel):
     profile folds in one reading at a time without keeping the readings.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # a NaN folded in would poison every later turn
 
     speaker: str = Field(description="Whose voice")
     turns: int = Field(default=0, ge=0, description="Readings folded in")
@@ -65,6 +70,15 @@ class SpeakerProfile(BaseModel):
         default=None, description="The last turn folded in (thread and turn), so a retried turn is not counted twice"
     )
 
+    @model_validator(mode="after")
+    def _check(self) -> "SpeakerProfile":
+        for name, values in (("mean", self.mean), ("m2", self.m2)):
+            if set(values) != set(DIMENSIONS):
+                raise ValueError(f"{name} must hold exactly {', '.join(DIMENSIONS)}, got {sorted(values)}")
+        if any(v < 0 for v in self.m2.values()) or any(v < 0 for v in self.labels.values()):
+            raise ValueError("m2 and label counts cannot be negative")
+        return self
+
     def sd(self, dimension: str) -> float:
         """Sample standard deviation of `dimension` (0 with fewer than two readings)."""
         return math.sqrt(self.m2[dimension] / (self.turns - 1)) if self.turns > 1 else 0.0
@@ -73,6 +87,9 @@ class SpeakerProfile(BaseModel):
         """A new profile with `reading` folded in; unchanged when `turn_id` was the last one folded in."""
         if turn_id is not None and turn_id == self.last_turn_id:
             return self
+        values = [getattr(reading, d) for d in DIMENSIONS]
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in values):
+            raise ValueError(f"a reading with valence/arousal/dominance {values} is not folded into {self.speaker!r}'s profile: they must be finite numbers")
         n = self.turns + 1
         mean, m2 = dict(self.mean), dict(self.m2)
         for d in DIMENSIONS:
@@ -150,8 +167,22 @@ def profile_namespace(speaker: str) -> tuple[str, ...]:
 
 def load_profile(store: "BaseStore", speaker: str) -> SpeakerProfile | None:
     """`speaker`'s profile from `store`, or None when the speaker is new."""
-    item = store.get(profile_namespace(speaker), PROFILE_KEY)
-    return None if item is None else SpeakerProfile.model_validate(item.value)
+    namespace = profile_namespace(speaker)
+    item = store.get(namespace, PROFILE_KEY)
+    if item is None:
+        return None
+    try:
+        return SpeakerProfile.model_validate(item.value)
+    except ValidationError as e:
+        # Never a reason for this speaker's later turns to fail: the bad profile is moved aside (kept, for a
+        # person to look at) and the speaker starts again from the population priors.
+        store.put(namespace, SET_ASIDE_KEY, {"value": item.value, "error": str(e)[:2000], "set_aside_unix_s": time.time()})
+        store.delete(namespace, PROFILE_KEY)
+        logger.warning(
+            "the stored profile of speaker %r failed validation and was set aside under key %r (%s); the speaker starts again from the priors",
+            speaker, SET_ASIDE_KEY, e.errors()[0]["msg"] if e.errors() else e,
+        )  # fmt: skip
+        return None
 
 
 def save_profile(store: "BaseStore", profile: SpeakerProfile) -> None:

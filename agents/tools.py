@@ -52,6 +52,11 @@ def make_emotion_tool(
     root = Path(audio_root).expanduser().resolve() if audio_root is not None else None
 
     def analyze_speech_emotion(audio_path: str, trace: bool = False) -> tuple[str, EmotionAnalysis]:
+        if "\0" in audio_path or not _is_unicode(audio_path):
+            raise ToolException(
+                f"Error: {audio_path.encode('utf-8', 'backslashreplace').decode()!r} is not a file path (it holds a NUL byte "
+                "or a character that is not Unicode); give the path exactly as the file is named.\n Please fix your mistakes."
+            )
         path = Path(audio_path).expanduser()
         if root is not None:
             path = (root / path).resolve()
@@ -74,3 +79,13 @@ def make_emotion_tool(
         response_format="content_and_artifact",
         handle_tool_error=True,
     )
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's `\\udc80` escapes), which no file name is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+

@@ -32,8 +32,8 @@ from mcp.types import (
     ResourceTemplateReference,
 )
 
-from .auth import principal
-from .context import AppContext, client_key
+from .context import ANONYMOUS, AppContext, client_key
+from .journal import JournalError
 from .subscriptions import TRACE_TEMPLATE
 
 __all__ = ["complete", "MAX_VALUES", "PROMPT_ARGUMENTS"]
@@ -71,19 +71,29 @@ def _session_ids(ctx: ServerRequestContext[AppContext], prefix: str) -> Iterator
     """The session ids the caller may read, live ones newest first, then its session files, newest first."""
     state = ctx.lifespan_context
     owner = client_key(Context(request_context=ctx))
+    if owner == ANONYMOUS and getattr(ctx.request, "headers", None) is not None:
+        # Stateless HTTP without OAuth: every caller is "anonymous", so listing would hand one client
+        # another's session ids, which are bearer capabilities. Over stdio the one client is the owner.
+        return
     live = sorted(state.sessions.owned_by(owner), key=lambda s: s.last_used, reverse=True)
     seen = set()
     for session in live:
         seen.add(session.id)
         yield session.id
-    caller = principal()
-    if state.journal is None or caller is None:  # without OAuth a session file has no owner to match
+    if state.journal is None or owner == ANONYMOUS:  # no caller to match: the session id is the capability
         return
     files = sorted(state.journal.directory.glob(f"{_glob_safe(prefix)}*.jsonl"), key=_mtime, reverse=True)
     for path in files:
         session_id = path.name.removesuffix(".jsonl")
-        if session_id not in seen and session_id.startswith(prefix) and state.journal.read(session_id, principal=caller) is not None:
+        if session_id not in seen and session_id.startswith(prefix) and _readable(state.journal, session_id, owner):
             yield session_id
+
+
+def _readable(journal, session_id: str, owner: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return journal.read(session_id, owner=owner) is not None
+    except JournalError:  # a file this server did not write is never offered
+        return False
 
 
 def _glob_safe(prefix: str) -> str:

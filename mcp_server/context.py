@@ -16,6 +16,7 @@ import anyio.from_thread
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from emotion_tool import EmotionRecognizer
 from emotion_tool.live.segmenter import StreamOptions
@@ -66,18 +67,30 @@ def tool_errors() -> Iterator[None]:
 
 
 def client_key(ctx: EmotionContext) -> str:
-    """Who is calling, as far as the transport can tell.
+    """Who is calling, as far as the server can tell; streaming sessions and their files belong to it.
 
-    Over streamable HTTP with MCP sessions the transport's session id (the `Mcp-Session-Id` header,
-    which the transport itself issued and checks) identifies the client. Over stdio there is one
-    client per process, and the stateless 2026 protocol carries no identity at all; there the
-    streaming session id, 128 random bits given only to its opener, is what keeps sessions apart.
+    With OAuth the token's principal (issuer, subject, client) names the caller, on every connection
+    and in both protocol eras. Without it, over streamable HTTP with 2025-era MCP sessions, the
+    transport's session id (the `Mcp-Session-Id` header, which the transport itself issued and checks)
+    does. Over stdio there is one client per process, and the stateless 2026 protocol carries no
+    identity at all; there the streaming session id, 128 random bits given only to its opener, is what
+    keeps sessions apart.
     """
+    who = principal()  # the OAuth subject where tokens carry one (see `auth.py`)
+    if who:
+        return who
+    # Only a 2025-era request's `Mcp-Session-Id` is one the transport issued and routes by (an unknown one
+    # is refused with 404 before any handler runs). A stateless (2026-07-28) request may carry any such
+    # header it likes, copied from another client: there it names no one.
     headers = ctx.headers
-    transport_session = headers.get("mcp-session-id") if headers is not None else None
+    legacy = ctx.request_context.protocol_version not in MODERN_PROTOCOL_VERSIONS
+    transport_session = headers.get("mcp-session-id") if headers is not None and legacy else None
     if transport_session:
         return f"http-session:{transport_session}"
-    return principal() or "anonymous"  # the OAuth subject where tokens carry one (see `auth.py`)
+    return ANONYMOUS
+
+
+ANONYMOUS = "anonymous"  # the caller's key where the transport and the token name no one (stdio, stateless HTTP)
 
 
 class ModelLifespan:

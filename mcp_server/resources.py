@@ -1,12 +1,12 @@
 """Resources and the prompt: the model's description, a session's trace, and the empathetic-reply prompt."""
 
 from mcp.server.mcpserver import UserMessage
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
-from .auth import principal
 from .context import AppContext, EmotionContext, client_key, state_of, trace_of
+from .journal import JournalError
 from .prompts import empathetic_reply_text
 from .security import RequestError
 
@@ -26,7 +26,10 @@ def session_trace(session_id: str, ctx: EmotionContext) -> str:
     try:
         session = state.sessions.get(session_id, client_key(ctx))
     except RequestError as e:
-        recorded = state.journal.read(session_id, principal=principal()) if state.journal is not None else None  # see get_emotion_trace
+        try:
+            recorded = state.journal.read(session_id, owner=client_key(ctx)) if state.journal is not None else None  # see get_emotion_trace
+        except JournalError as damaged:
+            raise ResourceError(str(damaged)) from damaged
         if recorded is None:
             raise ResourceNotFoundError(str(e)) from e
         return recorded.model_dump_json(indent=2)

@@ -15,7 +15,14 @@ from emotion_tool.live.streaming import summarize_utterances
 
 from .app_view import ICONS, TOOL_UI_META
 from .auth import principal
-from .context import EmotionContext, client_key, close_sessions, state_of, tool_errors, trace_of
+from .context import (
+    EmotionContext,
+    client_key,
+    close_sessions,
+    state_of,
+    tool_errors,
+    trace_of,
+)
 from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
 from .security import RequestError
@@ -140,10 +147,9 @@ async def get_emotion_trace(ctx: EmotionContext, session_id: SessionId) -> Sessi
         try:
             return trace_of(state, state.sessions.get(session_id, client_key(ctx)))
         except RequestError:
-            # Not held (expired, or from before a restart): the session file still has its trace. The id,
-            # 128 random bits given only to the session's opener, is what lets the caller read it, and
-            # with OAuth the file is read back only for the principal that opened it.
-            recorded = state.journal.read(session_id, principal=principal()) if state.journal is not None else None
+            # Not held (expired, or from before a restart): the session file still has its trace, read back
+            # only for the caller the live session was bound to (the same key; see `client_key`).
+            recorded = state.journal.read(session_id, owner=client_key(ctx)) if state.journal is not None else None
             if recorded is None:
                 raise
             return recorded

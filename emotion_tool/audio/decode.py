@@ -27,7 +27,7 @@ AudioInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, A
 """A file path, a ``data:audio/...;base64,`` URL, the bytes of an audio file, or an array of samples (with its sample rate).
 Arrays are (samples,), (samples, channels) or (channels, samples) with at most 16 channels."""
 
-AudioProblem = Literal["not_found", "type", "empty", "decode", "sample_rate", "non_finite", "too_short", "too_long"]
+AudioProblem = Literal["not_found", "type", "empty", "decode", "sample_rate", "non_finite", "out_of_range", "too_short", "too_long"]
 
 MIN_SAMPLE_RATE = 1000  # Hz; below this an array's rate is surely a mistake
 MAX_SAMPLE_RATE = 768000  # Hz; the highest rate common hardware records
@@ -153,6 +153,9 @@ def open_regular_file(path: str | os.PathLike, *, name: str | None = None, follo
         AudioError: no such file ("not_found"), not a regular file ("type"), or not readable ("not_found").
     """
     shown = name or os.fspath(path)
+    text = os.fspath(path)
+    if (b"\0" if isinstance(text, bytes) else "\0") in text:
+        raise AudioError("not_found", f"{shown!r}: a path cannot hold a NUL byte; give the file's path as it is on disk")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
         flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -255,6 +258,8 @@ def _read_blocks(snd: Any, name: str, *, mix: bool = True) -> np.ndarray:
                 "non_finite",
                 f"{name} holds NaN or infinite samples; fix the producer of the audio or replace them before analysis",
             )
+        if block.size:
+            _refuse_out_of_range(float(np.abs(block).max()), name)
         if mix:
             mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         else:
@@ -316,13 +321,33 @@ def _to_model_input(wav: np.ndarray, sr: int, name: str, max_duration_s: float |
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+# Float samples are nominally within ±1; a peak beyond this (60 dB over full scale) is no recording's level
+# but a wrong scale (int16 or int32 values stored as floats, or a gain applied twice). The log-mel
+# features are not scale-free, so such audio would be read as something it is not, and far beyond it the
+# spectrum's power overflows float32 into NaN readings: it is refused, with the fix.
+MAX_PEAK = 1000.0
+
+
 def _refuse_non_finite(samples: np.ndarray, name: str, before: str) -> None:
+    """Refuses NaN or infinite samples, and float samples far beyond full scale (`MAX_PEAK`)."""
     if not np.isfinite(samples).all():
         bad = int((~np.isfinite(samples)).sum())
         raise AudioError(
             "non_finite",
             f"{name} holds {bad} NaN or infinite samples of {samples.shape[0]}; fix the producer of the audio "
             f"or replace them (e.g. np.nan_to_num) before {before}",
+        )
+    if samples.dtype.kind == "f" and samples.size:
+        _refuse_out_of_range(float(np.abs(samples).max()), name)
+
+
+def _refuse_out_of_range(peak: float, name: str) -> None:
+    if peak > MAX_PEAK:
+        hint = " (int16 values stored as floats: divide by 32768)" if peak <= 32768 else ""
+        raise AudioError(
+            "out_of_range",
+            f"{name} peaks at {peak:.3g}, far beyond full scale (float samples lie within ±1){hint}; "
+            f"rescale the audio to ±1 before analysis",
         )
 
 
@@ -410,6 +435,8 @@ def decode_pcm(data: bytes, encoding: str, *, name: str = "raw samples") -> np.n
             f"{name} holds NaN or infinite pcm_f32le samples; send finite floats in [-1, 1] "
             "(or check that the encoding is not really pcm_s16le)",
         )
+    if samples.size:
+        _refuse_out_of_range(float(np.abs(samples).max()), name)
     return samples
 
 

@@ -640,7 +640,7 @@ class EmotionRecognizer:
             done += len(idx)
             if progress is not None:
                 progress(done, len(chunks))
-        return logits, probs, dims
+        return _finite(logits, probs, dims)
 
     def _read_shared(
         self,
@@ -686,7 +686,7 @@ class EmotionRecognizer:
             done += len(idx)
             if progress is not None:
                 progress(done, len(needed))
-        return logits, probs, dims
+        return _finite(logits, probs, dims)
 
     @property
     def batch_size(self) -> int:
@@ -776,3 +776,15 @@ def _quantize(model: MERaLiONSER, kind: Quantization) -> MERaLiONSER:
         warnings.simplefilter("ignore", DeprecationWarning)
         # In place: a copy would hold the fp32 and the int8 weights at once (peak memory about doubled).
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def _finite(logits: np.ndarray, probs: np.ndarray, dims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's outputs, refused when any is not finite: no NaN reading is ever returned or kept."""
+    if not (np.isfinite(logits).all() and np.isfinite(probs).all() and np.isfinite(dims).all()):
+        raise AudioError(
+            "non_finite",
+            "the model's output for this audio is not finite (NaN or infinite), so it is not read; check the "
+            "audio's level (float samples lie within ±1) and, on a GPU in float16, try --dtype bfloat16 or float32",
+        )
+    return logits, probs, dims
+

@@ -21,7 +21,7 @@ frames), "bf16"/"fp16" (the encoder in half precision), "int8" (dynamically quan
 class CalibrationNote(BaseModel):
     """Which calibration turned the network's logits into the probabilities of a reading."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     source: str = Field(description="The calibration file's name, or \"in memory\"")
     sha256: str = Field(description="First 12 hex digits of the SHA-256 of the calibration's canonical JSON")
@@ -40,7 +40,7 @@ def _absent(value: object) -> bool:
 class EmotionReading(BaseModel):
     """What the model says about one stretch of speech: the 7 emotions and valence/arousal/dominance."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     start_s: float = Field(description="Start of the stretch in the audio, seconds")
     end_s: float = Field(description="End of the stretch in the audio, seconds")
@@ -101,7 +101,7 @@ class EmotionReading(BaseModel):
 class TraceSegment(BaseModel):
     """One window of a trace. Windows with too little speech are kept and marked, without a reading."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     start_s: float = Field(description="Window start, seconds")
     end_s: float = Field(description="Window end, seconds")
@@ -121,7 +121,7 @@ class TraceSegment(BaseModel):
 class SpeakerSummary(BaseModel):
     """One speaker (one channel) of a recording read channel by channel."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     speaker: str = Field(description="The channel's name")
     channel: int = Field(description="The channel's index in the file, from 0")
@@ -134,7 +134,7 @@ class SpeakerSummary(BaseModel):
 class EmotionAnalysis(BaseModel):
     """The analysis of one recording: a summary reading, the windows behind it, and an optional trace."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     summary: EmotionReading = Field(description="The whole recording, aggregated over its windows by speech duration")
     windows: list[EmotionReading] = Field(
@@ -173,7 +173,7 @@ class EmotionAnalysis(BaseModel):
 class ModelInfo(BaseModel):
     """What is loaded and how it reads speech; served to people (CLI) and assistants (MCP)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     model_id: str = Field(description="The checkpoint: Hub id or directory")
     random_weights: bool = Field(description="True for test checkpoints with random weights: readings mean nothing")
@@ -217,7 +217,7 @@ class UtteranceReading(BaseModel):
     utterance and in its `reading` alike.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
     index: int = Field(description="Utterance number in the stream, from 0; interim readings share their utterance's")
     start_s: float = Field(description="Start of the utterance in the stream, seconds (speech padding included)")
