@@ -13,13 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import (
-    AIMessage,
-    AnyMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-)
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages.content import create_audio_block
 from langchain_core.runnables import Runnable, RunnableConfig
 
@@ -27,14 +21,8 @@ from emotion_tool.audio import AudioError, AudioProblem, encode_wav, load_audio
 from emotion_tool.config import SAMPLE_RATE
 
 from .planning import PlanningConfig, plan_dialogue
-from .prompts import (
-    AUDIO_ONLY,
-    NO_TRANSCRIPT,
-    SYSTEM_PROMPT,
-    offline_reply,
-    system_message_text,
-)
 from .scale import SpeakerProfile, load_profile, save_profile
+from .prompts import AUDIO_ONLY, NO_TRANSCRIPT, SYSTEM_PROMPT, offline_reply, system_message_text
 from .state import EmotionTurn, history_of, plan_of, reading_of
 from .turns import profile_lock
 

@@ -18,7 +18,6 @@ from typing import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emotion_tool.engine.results import EmotionReading
 from emotion_tool.science.empathy import (
     AROUSAL_GOAL,
     HANDOVER_GOAL,
@@ -29,17 +28,10 @@ from emotion_tool.science.empathy import (
     VALENCE_GOAL,
     choose_strategy,
 )
+from emotion_tool.engine.results import EmotionReading
 
 from .scale import ScaleConfig, SpeakerProfile, scale_of
-from .state import (
-    DialoguePlan,
-    EmotionTurn,
-    PlanEvent,
-    Scale,
-    StrategyName,
-    Trend,
-    WordsAgainstVoice,
-)
+from .state import DialoguePlan, EmotionTurn, PlanEvent, Scale, StrategyName, Trend, WordsAgainstVoice
 from .words import words_against_voice
 
 

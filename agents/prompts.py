@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from emotion_tool.engine.results import DIMENSION_MEANINGS, EmotionReading
 from emotion_tool.science.empathy import OFFLINE_REPLIES
+from emotion_tool.engine.results import DIMENSION_MEANINGS, EmotionReading
 
 from .state import DialoguePlan
 

@@ -20,8 +20,8 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from emotion_tool.engine.results import CalibrationNote, EmotionReading
 from emotion_tool.science.empathy import StrategyName
+from emotion_tool.engine.results import CalibrationNote, EmotionReading
 
 """Dialogue strategies the planner chooses from."""
 

@@ -15,11 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from emotion_tool.cli.arguments import (
-    add_calibration_arg,
-    add_model_args,
-    options_from_args,
-)
+from emotion_tool.cli.arguments import add_calibration_arg, add_model_args, options_from_args
 from emotion_tool.errors import CheckpointError
 
 from .options import ServerOptions

@@ -27,13 +27,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mcp.server.streamable_http import (
-    EventCallback,
-    EventId,
-    EventMessage,
-    EventStore,
-    StreamId,
-)
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.types import JSONRPCMessage
 
 __all__ = ["ResumableEvents", "RETRY_MS", "MAX_EVENTS", "MAX_EVENT_BYTES", "EVENT_TTL_S"]

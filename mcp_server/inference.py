@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 import time
 import weakref
-from collections import deque
 from typing import Callable, TypeVar
 
 import anyio

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from emotion_tool.engine.results import (
-    EmotionAnalysis,
-    EmotionReading,
-    UtteranceReading,
-)
 from emotion_tool.science.empathy import THRESHOLDS, describe_levels, reply_advice
+from emotion_tool.engine.results import EmotionAnalysis, EmotionReading, UtteranceReading
 
 from .sessions import SessionSummary, SessionTrace
 

@@ -15,11 +15,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from emotion_tool.engine.results import (
-    CalibrationNote,
-    EmotionReading,
-    UtteranceReading,
-)
+from emotion_tool.engine.results import CalibrationNote, EmotionReading, UtteranceReading
 from emotion_tool.live.segmenter import Utterance, UtteranceSegmenter
 from emotion_tool.live.streaming import read_utterance
 

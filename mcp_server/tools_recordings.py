@@ -14,13 +14,7 @@ from emotion_tool.engine.windows import MIN_HOP_S, MIN_TRACE_WINDOW_S
 from .app_view import ICONS, TOOL_UI_META
 from .context import EmotionContext, progress_reporter, state_of, tool_errors
 from .inference import Job
-from .payloads import (
-    BYTES_PER_SAMPLE,
-    AudioFormat,
-    check_container,
-    decode_base64,
-    decode_pcm,
-)
+from .payloads import BYTES_PER_SAMPLE, AudioFormat, check_container, decode_base64, decode_pcm
 from .security import RequestError, read_file_bytes
 
 __all__ = ["analyze_emotion", "TOOLS"]

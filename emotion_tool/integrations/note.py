@@ -20,12 +20,7 @@ from typing import Literal, Sequence
 
 from emotion_tool.engine.results import CalibrationNote, UtteranceReading
 from emotion_tool.live.streaming import summarize_utterances
-from emotion_tool.science.empathy import (
-    DIMENSIONS,
-    THRESHOLDS,
-    describe_levels,
-    reply_advice,
-)
+from emotion_tool.science.empathy import DIMENSIONS, THRESHOLDS, describe_levels, reply_advice
 
 __all__ = [
     "NOTE_PREFIX",

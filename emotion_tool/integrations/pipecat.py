@@ -66,12 +66,7 @@ from emotion_tool.integrations.listener import (
     PerceptionOptions,
     TurnListener,
 )
-from emotion_tool.integrations.note import (
-    is_turn_note,
-    split_perception,
-    turn_reading,
-    write_note,
-)
+from emotion_tool.integrations.note import is_turn_note, split_perception, turn_reading, write_note
 
 __all__ = ["EmotionPerceiver", "EmotionReadingFrame", "PerceptionOptions"]
 
