@@ -79,15 +79,22 @@ def client_key(ctx: EmotionContext) -> str:
     who = principal()  # the OAuth subject where tokens carry one (see `auth.py`)
     if who:
         return who
-    # Only a 2025-era request's `Mcp-Session-Id` is one the transport issued and routes by (an unknown one
-    # is refused with 404 before any handler runs). A stateless (2026-07-28) request may carry any such
-    # header it likes, copied from another client: there it names no one.
-    headers = ctx.headers
-    legacy = ctx.request_context.protocol_version not in MODERN_PROTOCOL_VERSIONS
-    transport_session = headers.get("mcp-session-id") if headers is not None and legacy else None
+    transport_session = transport_session_of(ctx)
     if transport_session:
         return f"http-session:{transport_session}"
     return ANONYMOUS
+
+
+def transport_session_of(ctx: EmotionContext) -> str | None:
+    """The 2025-era transport session (`Mcp-Session-Id`) the request came in, or None.
+
+    Only a 2025-era request's `Mcp-Session-Id` is one the transport issued and routes by (an unknown one
+    is refused with 404 before any handler runs). A stateless (2026-07-28) request may carry any such
+    header it likes, copied from another client: there it names no one.
+    """
+    headers = ctx.headers
+    legacy = ctx.request_context.protocol_version not in MODERN_PROTOCOL_VERSIONS
+    return (headers.get("mcp-session-id") or None) if headers is not None and legacy else None
 
 
 ANONYMOUS = "anonymous"  # the caller's key where the transport and the token name no one (stdio, stateless HTTP)

@@ -177,6 +177,7 @@ async def serve_http(
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from .departures import DEPARTURES
     from .events import RETRY_MS, ResumableEvents
 
     events = ResumableEvents()  # SSE event ids, so a 2025 client whose stream drops resumes it (events.py)
@@ -188,7 +189,7 @@ async def serve_http(
         event_store=events,
         retry_interval=RETRY_MS,
     )
-    app = events.scoped(app)
+    app = DEPARTURES.watch(events.scoped(app))  # a 2025 client gone for good has its calls stopped (departures.py)
     sock = bind(host, port)  # before the model loads: a taken port fails at once
     guarded = guarded_app(app, host=host, token=token, allowed_origins=allowed_origins, options=options, oauth=oauth)
     config = uvicorn.Config(
@@ -205,5 +206,10 @@ async def serve_http(
             note = "bearer token required" if token else f"no {TOKEN_ENV_VAR}: any local process can call it"
         url = f"http://{url_host(host)}:{sock.getsockname()[1]}/mcp"
         print(f"{prog}: serving on {url} ({note})", file=sys.stderr, flush=True)
-        await _server_class()(config, guarded).serve(sockets=[sock])
+        import anyio
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(DEPARTURES.sweep_forever)
+            await _server_class()(config, guarded).serve(sockets=[sock])
+            tasks.cancel_scope.cancel()
     _log.info("stopped")

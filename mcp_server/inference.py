@@ -17,6 +17,8 @@ from typing import Callable, TypeVar
 import anyio
 import anyio.to_thread
 
+from emotion_tool.engine.interrupt import interruptible
+
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
@@ -96,6 +98,14 @@ class Job:
     def cancelled(self) -> bool:
         return self._stop.is_set()
 
+    def check_stop(self) -> None:
+        """Inside an encoder pass (`emotion_tool.engine.interrupt`): raises `JobCancelled` once the job
+        should stop; never waits for a turn."""
+        if self.deadline is not None and time.monotonic() > self.deadline and not self.cancelled:
+            self.check(more_to_do=False)
+        if self._stop.is_set():
+            raise JobCancelled(self.reason)
+
     def check(self, *, more_to_do: bool = True) -> None:
         """Between windows: raises `JobCancelled` once the job should stop, and (with `more_to_do`) lets
         waiting jobs go first."""
@@ -141,8 +151,12 @@ class InferenceQueue:
         """Jobs admitted and not finished (running or waiting)."""
         return self._admitted
 
-    async def run(self, fn: Callable[[Job], T]) -> T:
+    async def run(self, fn: Callable[[Job], T], *, within_passes: bool = False) -> T:
         """Runs `fn(job)` in a worker thread when its turn comes; `fn` calls `job.check()` between windows.
+
+        With `within_passes` the job may also stop inside an encoder pass, after any layer (a cancelled
+        analysis then stops within a fraction of a second, not at the end of a 30-s window's pass);
+        leave it off for work whose state must not be left half done (a streaming session's segmenter).
 
         If the calling task is cancelled, the job is told to stop and the call waits (shielded)
         until the worker has stopped, so the model is free when the cancellation goes on.
@@ -171,7 +185,10 @@ class InferenceQueue:
             try:
                 self._turns.wait_turn(job)
                 job.check()
-                return fn(job)
+                if not within_passes:
+                    return fn(job)
+                with interruptible(job.check_stop):
+                    return fn(job)
             except JobCancelled:
                 _log.warning("stopped a model call at its next window: %s", job.reason)
                 raise

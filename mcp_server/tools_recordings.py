@@ -12,7 +12,8 @@ from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.engine.windows import MIN_HOP_S, MIN_TRACE_WINDOW_S
 
 from .app_view import ICONS, TOOL_UI_META
-from .context import EmotionContext, progress_reporter, state_of, tool_errors
+from .context import EmotionContext, progress_reporter, state_of, tool_errors, transport_session_of
+from .departures import DEPARTURES
 from .inference import Job
 from .payloads import BYTES_PER_SAMPLE, AudioFormat, check_container, decode_base64, decode_pcm
 from .security import RequestError, read_file_bytes
@@ -125,19 +126,25 @@ async def analyze_emotion(
                 def load() -> tuple[Any, int | None]:
                     return raw, None
 
+        transport_session, request_id = transport_session_of(ctx), ctx.request_id
+
         def work(job: Job) -> EmotionAnalysis:
             def progress(done: int, total: int) -> None:
                 job.check(more_to_do=done < total)  # between windows: stop here if the caller went away, or take turns
                 report(done, total)
 
-            audio, rate = load()
-            job.check()
-            return state.recognizer.analyze(
-                audio, sample_rate=rate, options=analysis_options, name=name, progress=progress
-            )
+            DEPARTURES.register(transport_session, request_id, job)  # a 2025 client gone for good stops it
+            try:
+                audio, rate = load()
+                job.check()
+                return state.recognizer.analyze(
+                    audio, sample_rate=rate, options=analysis_options, name=name, progress=progress
+                )
+            finally:
+                DEPARTURES.unregister(transport_session, request_id)
 
         async with progress_reporter(ctx) as report:
-            return await state.queue.run(work)
+            return await state.queue.run(work, within_passes=True)  # nothing is kept from a stopped analysis
 
 
 # (function, `add_tool` arguments) in the order the server lists them; the view draws the result.

@@ -591,3 +591,42 @@ def test_oauth_counts_as_a_token_and_its_resource_host_is_a_name_of_the_server()
     assert status("127.0.0.1", host="127.0.0.1:8765", origin="https://gpu.example.org:8765") == 200
     # Public bind: every request needs an issuer's token, so, as with a static token, host names are not checked.
     assert status("0.0.0.0", host="speech.example.org") == 200
+
+
+def test_a_2025_client_that_vanishes_mid_trace_has_its_call_stopped_once_it_does_not_resume(tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
+    """The socket of a legacy (2025) session's POST is closed mid-trace, as a crashed client leaves it: the
+    call stops once the session has not resumed within the grace, and the server logs it and serves on."""
+    from mcp_server.departures import RESUME_GRACE_S
+
+    log = tmp_path / "server.log"
+    with served(_long_trace_server_args(tiny_checkpoint, very_long_wav), log) as (_, url):
+        opened = _post(url)
+        assert opened.status_code == 200, opened.text
+        session = opened.headers["mcp-session-id"]
+        legacy = {**ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+        assert httpx2.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=legacy, timeout=30).status_code == 202
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "analyze_emotion", "arguments": {"audio_path": very_long_wav.name, **LONG_TRACE}, "_meta": {"progressToken": "p"}}}  # fmt: skip
+        body = json.dumps(call).encode()
+        parts = urlsplit(url)
+        head = [f"POST {parts.path} HTTP/1.1", f"Host: 127.0.0.1:{parts.port}", *(f"{k}: {v}" for k, v in legacy.items()), f"Content-Length: {len(body)}"]
+        s = socket.create_connection((parts.hostname, parts.port), timeout=START_TIMEOUT_S)
+        s.sendall("\r\n".join([*head, "", ""]).encode() + body)
+        seen = b""
+        while seen.count(b"notifications/progress") < 2:  # the trace is under way
+            chunk = s.recv(65536)
+            assert chunk, seen
+            seen += chunk
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close with RST, as a crash does
+        s.close()
+        gone = time.monotonic()
+        deadline = gone + RESUME_GRACE_S + EXIT_BOUND_S
+        while "did not resume its stream" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert time.monotonic() - gone >= RESUME_GRACE_S * 0.9  # not before the grace: a dropped client may come back
+        lines = [line for line in log.read_text().splitlines() if "stopped a model call" in line]
+        assert len(lines) == 1 and lines[0].endswith(f"the client's connection closed and it did not resume its stream within {RESUME_GRACE_S:g} s"), log.read_text()
+        # The model is free: the session's next call is served.
+        again = httpx2.post(url, json={"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "analyze_emotion", "arguments": {"audio_path": very_long_wav.name, "trace": False}}}, headers=legacy, timeout=START_TIMEOUT_S * 4)
+        assert again.status_code == 200 and '"isError":false' in again.text.replace(" ", ""), again.text[-500:]

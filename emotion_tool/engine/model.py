@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emotion_tool.config import SERConfig
+from emotion_tool.engine.interrupt import checkpoint
 
 _MULTISCALE_KERNELS = (1, 2, 6, 16)  # ints of logspace(1, 16, 4): 1, 2.52, 6.35, 16
 _MULTISCALE_GROUPS = 64  # depthwise-grouped convolutions: channels / 64 per group
@@ -119,6 +120,7 @@ class WhisperEncoder(nn.Module):
         x = x + self.embed_positions.weight[:t]
         for layer in self.layers:
             x = layer(x)
+            checkpoint()  # a caller that must stop may do so here (`emotion_tool.engine.interrupt`)
         return self.layer_norm(x)
 
 
