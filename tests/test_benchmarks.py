@@ -64,9 +64,10 @@ def test_batch_script_runs_on_a_tiny_network(tmp_path):
 
 
 def test_load_script_runs_clients_against_a_spawned_server(tmp_path):
-    """benchmarks/load.py end to end, briefly: every admitted call returns; a small queue answers some "busy"."""
+    """benchmarks/load.py end to end, briefly: every admitted call returns; a small queue answers some "busy";
+    a hostile client beside the load gets an answer to each of its requests and the load still returns."""
     out = subprocess.run(
-        [sys.executable, str(BENCH / "load.py"), "--spawn", "--clients", "4", "--max-pending", "1", "--duration", "3", "--out", str(tmp_path)],
+        [sys.executable, str(BENCH / "load.py"), "--spawn", "--clients", "4", "--max-pending", "1", "--duration", "3", "--hostile", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
@@ -74,7 +75,10 @@ def test_load_script_runs_clients_against_a_spawned_server(tmp_path):
     load = report["load"]
     assert report["random_weights"] and load["clients"] == 4 and load["lost"] == 0 and load["errors"] == 0
     assert load["every_admitted_call_returned"] and load["answered"] >= 1 and 0 <= load["busy_share"] <= 1
-    assert "RANDOM weights" in out.stdout
+    beside = report["load_with_hostile_client"]
+    assert beside["every_admitted_call_returned"] and beside["answered"] >= 1 and beside["lost"] == 0
+    assert beside["hostile"]["sent"] >= 12 and beside["hostile"]["unanswered"] == 0, beside["hostile"]
+    assert "RANDOM weights" in out.stdout and "hostile client:" in out.stdout
 
 
 @pytest.mark.subprocess
