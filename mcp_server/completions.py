@@ -3,11 +3,12 @@
 What can be completed, and from what:
 
 - `emotion://sessions/{session_id}/trace`, argument `session_id`: the caller's own streaming sessions
-  that are still held (newest first), then, with OAuth, the session files under `--session-dir` that
-  the caller's principal opened. A session id is a bearer capability, so nothing of another client's
-  is ever offered; without OAuth a session file names no owner, so session files are not offered at all.
-- the `empathetic_reply` prompt: both of its arguments are free text (the user's words, a JSON
-  result), so there is no set of values to offer; the answer is an empty completion.
+  that are still held (newest first), then the session files under `--session-dir` it opened. A
+  session id is a bearer capability, so nothing of another client's is ever offered: where the caller
+  has no identity (stateless HTTP without OAuth) no session id is offered at all, and session files
+  only to a caller the file names (OAuth, or a 2025-era transport session).
+- the `empathetic_reply` prompt: `note_format` is completed from its values ("prose", "rcs"); the
+  other two arguments are free text (the user's words, a JSON result), so their answer is empty.
 
 Values are prefix-matched and capped at `MAX_VALUES` (the specification's limit); `hasMore` says whether
 some were left out, and `total` counts the matches where all were counted (none were left out). An unknown prompt, template or argument is
@@ -39,7 +40,8 @@ from .subscriptions import TRACE_TEMPLATE
 __all__ = ["complete", "MAX_VALUES", "PROMPT_ARGUMENTS"]
 
 MAX_VALUES = 100  # the most values one completion may carry (the specification's cap)
-PROMPT_ARGUMENTS = {"empathetic_reply": ("user_words", "analysis_json")}  # prompt -> its arguments, all free text
+PROMPT_ARGUMENTS = {"empathetic_reply": ("user_words", "analysis_json", "note_format")}  # prompt -> its arguments
+PROMPT_VALUES = {("empathetic_reply", "note_format"): ("prose", "rcs")}  # the arguments with a known set of values
 _TEMPLATE_ARGUMENTS = {TRACE_TEMPLATE: ("session_id",)}
 _log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ async def complete(ctx: ServerRequestContext[AppContext], params: CompleteReques
     ref, argument = params.ref, params.argument
     if isinstance(ref, PromptReference):
         _check_argument("prompt", ref.name, argument.name, PROMPT_ARGUMENTS)
-        return _result([], argument.value)  # free text: nothing to offer
+        values = PROMPT_VALUES.get((ref.name, argument.name), ())  # none: free text, nothing to offer
+        return _result([v for v in values if v.startswith(argument.value)], argument.value)
     assert isinstance(ref, ResourceTemplateReference)
     _check_argument("resource template", ref.uri, argument.name, _TEMPLATE_ARGUMENTS)
     return _result(_session_ids(ctx, argument.value), argument.value)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from emotion_tool.science.empathy import THRESHOLDS, describe_levels, reply_advice
-from emotion_tool.engine.results import EmotionAnalysis, EmotionReading, UtteranceReading
+from emotion_tool.engine.results import CalibrationNote, EmotionAnalysis, EmotionReading, UtteranceReading
+from emotion_tool.integrations.note import RCS_LEGEND, RCS_VERSION, rcs_perception
 
 from .sessions import SessionSummary, SessionTrace
 
@@ -27,6 +28,8 @@ class _Perception:
     random_weights: bool
     warnings: list[str]
     context: str = ""  # a sentence on the wider picture (a session's overall reading), if any
+    operating_point: str = "unknown"  # how the model read the audio, where the JSON says
+    calibration: CalibrationNote | None = None
 
 
 def parse_analysis(analysis_json: str) -> _Perception:
@@ -42,7 +45,7 @@ def parse_analysis(analysis_json: str) -> _Perception:
             continue
         if isinstance(parsed, EmotionAnalysis):
             what = f"the whole recording ({parsed.duration_s:.1f} s, {parsed.speech_ratio:.0%} speech)"
-            return _Perception(parsed.summary, what, parsed.random_weights, list(parsed.warnings))
+            return _Perception(parsed.summary, what, parsed.random_weights, list(parsed.warnings), "", parsed.operating_point, parsed.calibration)
         if isinstance(parsed, SessionSummary):
             n = len(parsed.utterances)
             context = ""
@@ -99,15 +102,39 @@ def describe_perception(p: _Perception) -> str:
     return "\n".join(lines)
 
 
-def empathetic_reply_text(user_words: str, analysis_json: str) -> str:
-    """The prompt's text: the user's words, how they sound, and how to adapt the reply."""
+NOTE_FORMATS = ("prose", "rcs")
+
+
+def empathetic_reply_text(user_words: str, analysis_json: str, note_format: str = "prose") -> str:
+    """The prompt's text: the user's words, how they sound, and how to adapt the reply.
+
+    `note_format` "rcs" says how they sound as a perception string in the style of the Real-time
+    Context Standard (what the voice plugins write with `note_format="rcs"`), with its legend.
+
+    Raises:
+        ValueError: `analysis_json` is no analysis, or `note_format` is not "prose" or "rcs".
+    """
+    if note_format not in NOTE_FORMATS:
+        raise ValueError(f"note_format {note_format!r}: use one of {', '.join(NOTE_FORMATS)} (default prose)")
     p = parse_analysis(analysis_json)
-    perception = describe_perception(p)
     usable = p.reading is not None and not p.random_weights
     advice = reply_advice(p.reading if usable else None)
+    if note_format == "rcs":
+        utterance = None
+        if p.reading is not None:
+            r = p.reading
+            utterance = UtteranceReading(index=0, start_s=r.start_s, end_s=r.end_s, reading=r, latency_s=0.0)
+        perception = rcs_perception(utterance, operating_point=p.operating_point, calibration=p.calibration, random_weights=p.random_weights)
+        sound = (
+            f"How they sound ({p.what}), as a perception string (Real-time Context Standard {RCS_VERSION} style):\n"
+            f"{perception or '(no reading: too little speech)'}\n{RCS_LEGEND}"
+            + "".join(f"\nCaveat: {w}" for w in p.warnings)
+        )
+    else:
+        sound = f"How they sound:\n{describe_perception(p)}"
     return (
         f"The user said:\n\"\"\"\n{user_words.strip()}\n\"\"\"\n\n"
-        f"How they sound:\n{perception}\n\n"
+        f"{sound}\n\n"
         f"How to reply: {advice}\n"
         "Do not tell the user which emotion a model detected or quote these numbers unless they ask; "
         "let it shape your tone, and answer what they actually said."

@@ -36,9 +36,9 @@ def session_trace(session_id: str, ctx: EmotionContext) -> str:
     return trace_of(state, session).model_dump_json(indent=2)
 
 
-def empathetic_reply(user_words: str, analysis_json: str) -> list[UserMessage]:
-    """The `empathetic_reply` prompt."""
+def empathetic_reply(user_words: str, analysis_json: str, note_format: str = "prose") -> list[UserMessage]:
+    """The `empathetic_reply` prompt; `note_format`: "prose" (default) or "rcs" (a perception string)."""
     try:
-        return [UserMessage(empathetic_reply_text(user_words, analysis_json))]
+        return [UserMessage(empathetic_reply_text(user_words, analysis_json, note_format))]
     except ValueError as e:  # the SDK would replace a plain error's message with a generic one
         raise MCPError(code=INVALID_PARAMS, message=str(e)) from e

@@ -79,6 +79,9 @@ async def test_prompt_arguments_are_free_text_and_unknown_names_are_invalid_para
         for argument in ("user_words", "analysis_json"):
             free = await c.complete(PromptReference(type="ref/prompt", name="empathetic_reply"), {"name": argument, "value": "I"})
             assert free.completion.values == [] and free.completion.total == 0 and free.completion.has_more is False
+        for typed, offered in (("", ["prose", "rcs"]), ("r", ["rcs"]), ("x", [])):
+            formats = await c.complete(PromptReference(type="ref/prompt", name="empathetic_reply"), {"name": "note_format", "value": typed})
+            assert formats.completion.values == offered and formats.completion.total == len(offered)
         refused = [
             (PromptReference(type="ref/prompt", name="no_such_prompt"), "user_words", "unknown prompt 'no_such_prompt'"),
             (PromptReference(type="ref/prompt", name="empathetic_reply"), "tone", "no argument 'tone'; its arguments are: 'user_words'"),

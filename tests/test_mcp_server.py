@@ -194,7 +194,7 @@ async def test_model_resource(client: Client, tiny_checkpoint: Path):
 @pytest.mark.anyio
 async def test_empathetic_reply_prompt(client: Client, speech_wav: Path):
     prompts = {p.name: p for p in (await client.list_prompts()).prompts}
-    assert {a.name for a in prompts["empathetic_reply"].arguments} == {"user_words", "analysis_json"}
+    assert {a.name for a in prompts["empathetic_reply"].arguments} == {"user_words", "analysis_json", "note_format"}
     analysis = await analyze(client, audio_path=str(speech_wav))
     result = await client.get_prompt(
         "empathetic_reply", {"user_words": "Where is my parcel?", "analysis_json": analysis.model_dump_json()}
@@ -203,6 +203,16 @@ async def test_empathetic_reply_prompt(client: Client, speech_wav: Path):
     assert "Where is my parcel?" in text and "random weights" in text  # a random model is not passed off as real
     with pytest.raises(MCPError, match="analysis_json"):
         await client.get_prompt("empathetic_reply", {"user_words": "hi", "analysis_json": "{not json"})
+    # The perception in the Real-time Context Standard's style, as the voice plugins write it with note_format="rcs".
+    rcs = await client.get_prompt(
+        "empathetic_reply", {"user_words": "Where is my parcel?", "analysis_json": analysis.model_dump_json(), "note_format": "rcs"}
+    )
+    text = rcs.messages[0].content.text
+    assert "Where is my parcel?" in text and "Real-time Context Standard 0.1" in text
+    assert f"([voice_emotion {analysis.summary.label}=" in text and "point=published" in text and "random_weights=true" in text
+    assert "How to reply:" in text
+    with pytest.raises(MCPError, match="note_format 'xml': use one of prose, rcs"):
+        await client.get_prompt("empathetic_reply", {"user_words": "hi", "analysis_json": analysis.model_dump_json(), "note_format": "xml"})
 
 
 def _reading(label: str, confidence: float, *, valence: float = 0.5, arousal: float = 0.5) -> EmotionReading:
