@@ -57,7 +57,10 @@ class Assistant(Agent):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = file_demo_parser(PROG, __doc__).parse_args(argv)
+    p = file_demo_parser(PROG, __doc__)
+    p.add_argument("--realtime-turns", choices=("model", "vad"), default="model",
+                   help="with --realtime: who ends the user's turns, the model's server turn detection (default) or LiveKit's VAD")  # fmt: skip
+    args = p.parse_args(argv)
     return run_command(PROG, lambda: asyncio.run(_run(args)))
 
 
@@ -71,7 +74,7 @@ async def _run(args: argparse.Namespace) -> int:
     wav, recognizer, options = load_file_and_model(args)
     emotion = LiveKitEmotion(recognizer, options=options)
     if args.realtime:
-        return await _run_realtime(emotion, wav)
+        return await _run_realtime(emotion, wav, turns=args.realtime_turns)
     agent = Assistant(emotion)
     chat = llm.ChatContext()
     chat.add_message(role="system", content="You are a helpful voice assistant.")
@@ -119,8 +122,8 @@ class RealtimeAssistant(Agent):
         await self.emotion.aclose()
 
 
-async def _run_realtime(emotion: Any, wav: np.ndarray) -> int:
-    session = await realtime_session(emotion, wav, on_event=print_model_turns, show_readings=True)
+async def _run_realtime(emotion: Any, wav: np.ndarray, *, turns: str = "model") -> int:
+    session = await realtime_session(emotion, wav, on_event=print_model_turns, show_readings=True, turns=turns)
     replies = sum(1 for r in session.responses if r.status == "completed")
     print_stats(emotion, f"; {replies} realtime replies")
     return 0
