@@ -12,6 +12,8 @@ One padded 30-s window (3000 mel frames) through a whisper-medium-size encoder w
 - bf16, attention in fp32 / in bf16: operating point "bf16" with each of the CPU attention kernels;
   which one "bf16" runs on this CPU is printed and kept in the JSON (`emotion_tool.engine.kernels`);
 - bf16, torch.compile (inductor, weights frozen);
+- fp32 and bf16 through OpenVINO's CPU plugin (operating points "openvino", "openvino+bf16"), when
+  OpenVINO is installed (`pip install 'emotion-tool[openvino]'`);
 - int8, torch.ao dynamic quantization: what operating point "int8" runs;
 - int8 through torchao (dynamic int8 activations and weights; int8 weights only), when torchao is
   installed (`pip install torchao`; it is not a dependency).
@@ -64,6 +66,17 @@ def _paths(encoder, *, with_compile: bool):
 
         return build
 
+    def openvino(precision):
+        def build():
+            try:
+                from emotion_tool.engine.openvino_runtime import OpenVinoEncoder
+
+                return OpenVinoEncoder(copy.deepcopy(encoder), precision=precision)
+            except RuntimeError:  # OpenVINO is not installed
+                return None
+
+        return build
+
     def compiled(dtype):
         def build():
             import torch._inductor.config as inductor
@@ -97,6 +110,8 @@ def _paths(encoder, *, with_compile: bool):
         ("bf16, attention in fp32", torch.bfloat16, bf16_with("fp32")),
         ("bf16, attention in bf16", torch.bfloat16, bf16_with("bf16")),
         ("bf16, torch.compile", torch.bfloat16, compiled(torch.bfloat16) if with_compile else None),
+        ("fp32, OpenVINO (operating point openvino)", torch.float32, openvino("fp32")),
+        ("bf16, OpenVINO (operating point openvino+bf16)", torch.float32, openvino("bf16")),
         ("int8, torch.ao dynamic (operating point int8)", torch.float32, ao_int8),
         ("int8, torchao dynamic activations and weights", torch.float32, torchao("Int8DynamicActivationInt8WeightConfig")),
         ("int8, torchao weights only", torch.float32, torchao("Int8WeightOnlyConfig")),

@@ -95,8 +95,12 @@ def test_encoder_paths_script_measures_each_path_against_fp32(tmp_path):
     published = rows["fp32, eager (published)"]
     assert published["max_abs_diff"] == 0.0 and published["cosine"] == pytest.approx(1.0, abs=1e-6)
     # The reduced-precision paths move the states, a little: the script measures, it does not assume.
-    for name in ("bf16, attention in fp32 (operating point bf16)", "bf16, attention in bf16", "int8, torch.ao dynamic (operating point int8)"):
+    for name in ("bf16, attention in fp32", "bf16, attention in bf16", "int8, torch.ao dynamic (operating point int8)"):
         assert 0 < rows[name]["max_abs_diff"] < 1 and rows[name]["cosine"] > 0.99, name
+    assert report["kernels"].startswith("bf16 encoders attend in ")  # which of the two this CPU runs
+    if "fp32, OpenVINO (operating point openvino)" in rows:  # OpenVINO installed: its f32 is exact, its bf16 close
+        assert rows["fp32, OpenVINO (operating point openvino)"]["max_abs_diff"] < 1e-4
+        assert 0 < rows["bf16, OpenVINO (operating point openvino+bf16)"]["max_abs_diff"] < 1
     assert not any("torch.compile" in name for name in rows)
 
 

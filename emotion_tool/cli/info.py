@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"operating   {info.operating_point}: windows of up to {info.max_window_s:g} s" + (f", zero-padded to {info.max_window_s:g} s" if padded else ", encoder sees only their frames"))
     features = cpu_features()
     print(f"cpu         {features.describe()}" + ("" if features.fast_bf16 else "  (no bf16 units: operating point bf16 would be slow here)"))
-    if info.device.startswith("cpu"):
+    if info.encoder_runtime is not None:
+        print(f"encoder     {info.encoder_runtime}")
+    elif info.device.startswith("cpu"):
         from emotion_tool.engine.kernels import cpu_kernels
 
         print(f"kernels     {cpu_kernels().describe()}")

@@ -12,6 +12,7 @@ Layer 2, the engine (`emotion_tool.engine`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,8 @@ class WhisperEncoder(nn.Module):
         self.embed_positions = nn.Embedding(config.max_source_positions, d)
         self.layers = nn.ModuleList(_EncoderLayer(config) for _ in range(config.encoder_layers))
         self.layer_norm = nn.LayerNorm(d)
+        # Another runtime standing for this module's forward (`openvino_runtime.OpenVinoEncoder`), or None.
+        self.runtime: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def set_cpu_attention(self, precision: str) -> None:
         """What a bf16 encoder's attention computes in on the CPU: "bf16" or "fp32" (the default).
@@ -109,6 +112,13 @@ class WhisperEncoder(nn.Module):
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         """input_features (B, n_mels, 2T) → hidden states (B, T, d_model); T ≤ max_source_positions."""
+        if self.runtime is not None:
+            if (input_features.shape[-1] + 1) // 2 > self.embed_positions.num_embeddings:
+                raise ValueError(
+                    f"{input_features.shape[-1]} mel frames exceed the encoder's "
+                    f"{2 * self.embed_positions.num_embeddings}; cut the audio into windows of at most 30 s"
+                )
+            return self.runtime(input_features)
         x = F.gelu(self.conv1(input_features))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         t = x.shape[1]

@@ -23,15 +23,18 @@ from typing import Literal
 __all__ = ["OperatingPoint", "CpuFeatures", "cpu_features", "cpu_model", "PRESETS", "LIVE"]
 
 Context = Literal["padded", "trimmed"]
+Runtime = Literal["torch", "openvino"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 TraceMode = Literal["windows", "shared-encoder"]
 
 _CONTEXTS: tuple[str, ...] = ("padded", "trimmed")
+_RUNTIMES: tuple[str, ...] = ("torch", "openvino")
 _PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 _TRACE_MODES: tuple[str, ...] = ("windows", "shared-encoder")
 # Each choice's published value is left out of names; the others are written in this order.
-_PUBLISHED = {"context": "padded", "precision": "fp32", "trace_mode": "windows"}
-_CHOICES = {"context": _CONTEXTS, "precision": _PRECISIONS, "trace_mode": _TRACE_MODES}
+_PUBLISHED = {"context": "padded", "runtime": "torch", "precision": "fp32", "trace_mode": "windows"}
+_CHOICES = {"context": _CONTEXTS, "runtime": _RUNTIMES, "precision": _PRECISIONS, "trace_mode": _TRACE_MODES}
+_OPENVINO_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class OperatingPoint:
     """
 
     context: Context = "padded"  # "padded": each window zero-padded to 30 s (published); "trimmed": the encoder sees only the window's own frames
+    runtime: Runtime = "torch"  # what runs the encoder: torch (published), or OpenVINO's CPU plugin (`pip install 'emotion-tool[openvino]'`), converted from this package's own module
     precision: Precision = "fp32"  # the encoder's arithmetic: fp32 (published on the CPU), bf16/fp16 (fp32 accumulation; features, pooling and heads stay fp32), int8 (quantized linear layers, CPU only)
     trace_mode: TraceMode = "windows"  # "windows": each trace window read on its own (published); "shared-encoder": one encoder pass per <= 30-s window, each trace window pooled from its frames
 
@@ -54,6 +58,8 @@ class OperatingPoint:
             value, allowed = getattr(self, f.name), _CHOICES[f.name]
             if value not in allowed:
                 raise ValueError(f"{f.name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.runtime == "openvino" and self.precision not in _OPENVINO_PRECISIONS:
+            raise ValueError(f"the openvino runtime computes in fp32 or bf16, not {self.precision}; use 'openvino' or 'openvino+bf16'")
 
     @classmethod
     def parse(cls, name: "str | OperatingPoint | None") -> "OperatingPoint":
@@ -149,8 +155,8 @@ def describe_choices() -> str:
     """The accepted names, for error messages and help texts."""
     return (
         f"use a preset ({', '.join(PRESETS)}) or join one value of each choice you change with '+': "
-        f"context {'|'.join(_CONTEXTS)}, precision {'|'.join(_PRECISIONS)}, trace {'|'.join(_TRACE_MODES)} "
-        "(e.g. 'bf16', 'trimmed+int8')"
+        f"context {'|'.join(_CONTEXTS)}, runtime {'|'.join(_RUNTIMES)}, precision {'|'.join(_PRECISIONS)}, "
+        f"trace {'|'.join(_TRACE_MODES)} (e.g. 'bf16', 'trimmed+int8', 'openvino+bf16')"
     )
 
 

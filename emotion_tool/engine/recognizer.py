@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from emotion_tool.engine.checkpoint import Checkpoint, build_model, read_checkpo
 from emotion_tool.engine.features import log_mel_spectrogram, pad_or_trim
 from emotion_tool.engine.kernels import KernelChoice, cpu_kernels
 from emotion_tool.engine.model import MERaLiONSER
-from emotion_tool.engine.operating_point import OperatingPoint, cpu_features
+from emotion_tool.engine.operating_point import OperatingPoint, Runtime, cpu_features
 from emotion_tool.engine.options import (
     AnalysisOptions,
     Context,
@@ -149,10 +149,14 @@ class EmotionRecognizer:
         quantize: Quantization | None = None,
         calibration: "str | os.PathLike | Calibration | None" = None,
         precision: Precision | None = None,
+        runtime: Runtime = "torch",
+        runtime_cache_key: str | None = None,
     ):
         """Wraps a built network. `precision` (default: the dtype the encoder holds) casts the encoder to
         "bf16"/"fp16" or quantizes its linear layers to "int8" in place; `quantize="int8"` is the same
-        as `precision="int8"`."""
+        as `precision="int8"`. `runtime="openvino"` runs the (fp32) encoder with OpenVINO's CPU plugin
+        at `precision` fp32 or bf16 instead (`emotion_tool.engine.openvino_runtime`; `runtime_cache_key`
+        names the weights for its cache of converted models)."""
         if quantize is not None:
             if quantize != "int8":
                 raise ValueError(f"unknown quantization {quantize!r}; the one available is 'int8'")
@@ -168,8 +172,18 @@ class EmotionRecognizer:
         encoder = self.model.whisper.encoder
         if precision is None:
             precision = _PRECISION_OF.get(next(encoder.parameters()).dtype, "fp32")
-        OperatingPoint(precision=precision)  # validates the name
-        if precision in ("bf16", "fp16"):
+        OperatingPoint(precision=precision, runtime=runtime)  # validates the names and their combination
+        self.runtime: Runtime = runtime
+        self.openvino: Any = None
+        if runtime == "openvino":
+            if self._param.device.type != "cpu":
+                raise ValueError(f"the openvino runtime runs on the CPU only; use device='cpu', or a torch point on {self._param.device}")
+            from emotion_tool.engine.openvino_runtime import OpenVinoEncoder
+
+            encoder.float()
+            self.openvino = OpenVinoEncoder(encoder, precision=precision, cache_key=runtime_cache_key)
+            encoder.runtime = self.openvino
+        elif precision in ("bf16", "fp16"):
             _warn_if_slow(precision, self._param.device)
             encoder.to(_DTYPES[precision])
         elif precision == "int8":
@@ -180,7 +194,7 @@ class EmotionRecognizer:
         self.quantization = "int8" if precision == "int8" else None
         self._encoder_dtype = torch.float32 if precision == "int8" else next(encoder.parameters()).dtype
         self.kernels: KernelChoice | None = None  # a bf16 encoder on the CPU: what its attention computes in, and why
-        if self._encoder_dtype == torch.bfloat16 and self._param.device.type == "cpu":
+        if self._encoder_dtype == torch.bfloat16 and self._param.device.type == "cpu" and runtime == "torch":
             self.kernels = cpu_kernels()
             encoder.set_cpu_attention(self.kernels.attention)
         self._vad: SpeechDetector | None = None
@@ -295,6 +309,18 @@ class EmotionRecognizer:
         if precision == "int8" and dev.type != "cpu":
             raise ValueError(f"int8 runs on the CPU only; use device='cpu', or bf16/fp16 on {dev}")
         base = pick_dtype(dev, dtype)
+        runtime = point.runtime if point is not None else "torch"
+        if runtime == "openvino":  # the torch encoder stays fp32: OpenVINO computes in the point's precision
+            if dev.type != "cpu":
+                raise ValueError(f"the openvino runtime runs on the CPU only; use device='cpu', or a torch point on {dev}")
+            from emotion_tool.config import WEIGHTS_FILE
+            from emotion_tool.engine.openvino_runtime import checkpoint_cache_key
+
+            net = build_model(ckpt, device=dev, dtype=torch.float32)
+            return cls(
+                net, model_id=ckpt.model_id, random_weights=ckpt.random_init, options=options, precision=precision,
+                calibration=calibration, runtime="openvino", runtime_cache_key=checkpoint_cache_key(ckpt.path / WEIGHTS_FILE),
+            )  # fmt: skip
         if precision in ("bf16", "fp16") or (precision == "fp32" and dev.type != "cpu"):
             # The named precision is the encoder's; pooling and heads keep fp32 (they cost little).
             net = build_model(ckpt, device=dev, dtype=torch.float32, encoder_dtype=_DTYPES[precision])
@@ -315,7 +341,7 @@ class EmotionRecognizer:
         """The operating point that `options` (default: the recognizer's) give on these weights."""
         o = options or self.options
         shared = (o.trace if trace is None else trace) and o.trace_mode == "shared-encoder"
-        return OperatingPoint(context=o.context, precision=self.precision, trace_mode="shared-encoder" if shared else "windows")
+        return OperatingPoint(context=o.context, runtime=self.runtime, precision=self.precision, trace_mode="shared-encoder" if shared else "windows")
 
     def operating_point(self, options: AnalysisOptions | None = None, *, trace: bool | None = None) -> str:
         """"published", or the opt-in choices in use joined by "+" (e.g. "trimmed+int8")."""
@@ -353,6 +379,7 @@ class EmotionRecognizer:
             dtype=str(self.encoder_dtype).removeprefix("torch.") if self.precision != "int8" else "int8",
             parameters=self._parameters,
             cpu=cpu_features().describe() if self.device.type == "cpu" else None,
+            encoder_runtime=self.openvino.describe() if self.openvino is not None else None,
             languages=LANGUAGES,
             limitations=LIMITATIONS,
             calibration=self._calibration_note,

@@ -186,6 +186,11 @@ class ModelInfo(BaseModel):
     dtype: str = Field(description="Numeric precision of the encoder (pooling and heads stay fp32 on the CPU)")
     parameters: int = Field(description="Parameters of the loaded network (the unused Whisper decoder is not loaded)")
     cpu: str | None = Field(default=None, description="The CPU's vector and matrix features (bf16/int8 units), when the network runs on the CPU")
+    encoder_runtime: str | None = Field(
+        default=None,
+        exclude_if=_absent,  # left out where torch runs the encoder, so outputs are unchanged
+        description="What runs the encoder when it is not torch (OpenVINO's version, plugin, precision hint, threads)",
+    )
     languages: list[str] = Field(description="Languages the model was trained for")
     limitations: list[str] = Field(description="Known weaknesses to keep in mind when acting on readings")
     calibration: CalibrationNote | None = Field(
