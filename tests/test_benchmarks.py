@@ -119,3 +119,17 @@ def test_live_script_replays_points_and_reads_ahead(tmp_path):
     assert points["published"]["utterances"] == 4 and all(p["dropped_s"] == 0 for p in points.values())
     # Reading ahead changes when a reading is ready, not what it says.
     assert points["trimmed+bf16, read ahead"]["deviation"] == points["trimmed+bf16"]["deviation"]
+
+
+@pytest.mark.subprocess
+def test_openvino_load_script_times_a_converting_and_a_cached_load(tmp_path):
+    pytest.importorskip("openvino", reason="pip install 'emotion-tool[openvino]'")
+    out = tmp_path / "loads.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "openvino_load.py"), "--size", "tiny", "--out", str(out)], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loads = json.loads(out.read_text())["loads"]
+    assert loads["openvino+bf16, empty cache"]["source"] == "converted"
+    assert loads["openvino+bf16, from the cache"]["source"].startswith("read from the cache")
+    assert loads["torch, published"]["source"] == "torch" and "RANDOM weights" in proc.stdout

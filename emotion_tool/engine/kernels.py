@@ -171,8 +171,8 @@ def _seconds(entry: dict) -> str:
 def _read_cache(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}  # nothing cached yet (or its folder cannot exist: writing says so)
     except (OSError, ValueError) as e:
         warnings.warn(f"ignoring the unreadable kernel cache {path} ({e}); measuring again", stacklevel=3)
         return {}

@@ -9,7 +9,8 @@ Threads follow torch's thread count, with the latency hint (one request at a tim
 
 The converted model is saved (weights uncompressed) in the user's cache, `<cache>/openvino/<key>/`,
 keyed by the checkpoint's weights file (path, size, modification time) and OpenVINO's version, so a second load skips the conversion (compiling
-it for the CPU takes a fraction of that). `pip install 'emotion-tool[openvino]'` installs OpenVINO.
+it for the CPU takes a fraction of that). Each load ends with one padded window through the compiled
+model, so the first utterance does not pay for OpenVINO's first-inference set-up. `pip install 'emotion-tool[openvino]'` installs OpenVINO.
 
 Layer 2, the engine (`emotion_tool.engine`).
 """
@@ -79,6 +80,9 @@ class OpenVinoEncoder:
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns
         self.version = ov.__version__.split("-")[0]
+        # One padded window now: OpenVINO's first inference sets up its kernels (about a second for the
+        # medium size), which would otherwise land on the first utterance's latency.
+        self(torch.zeros(1, encoder.conv1.in_channels, 2 * encoder.embed_positions.num_embeddings))
         self.load_s = time.perf_counter() - started
         log.info("OpenVINO encoder (%s, %s hint, %d threads) ready in %.1f s", self.source, _HINTS[precision], self.threads, self.load_s)
 
