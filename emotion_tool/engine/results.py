@@ -234,3 +234,13 @@ class UtteranceReading(BaseModel):
         description="True when the utterance reached the maximum length and was cut; the speech goes on in the next",
     )
     latency_s: float = Field(description="Seconds from the end of the utterance's speech (when its last voiced frame was fed; the closing pause counts) to its reading being ready")
+    operating_point: OperatingPointName | None = Field(
+        default=None,
+        exclude_if=_absent,  # left out unless a stream reads at two points (a refinement)
+        description="The operating point this reading was made at, where a stream reads each utterance at two",
+    )
+    refined: bool | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="With a refinement: False for the fast first reading, True for the faithful one that replaces it",
+    )

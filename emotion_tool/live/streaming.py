@@ -52,6 +52,13 @@ class StreamingAnalyzer:
     sooner with the same numbers. When speech resumes instead, the early read was wasted work: use it
     where a read is cheap (operating point "live").
 
+    With `refine_with` (a second recognizer, at a faithful operating point such as "published" or
+    "openvino+bf16"), each utterance is read twice: first by `recognizer` (a fast point such as "live"),
+    returned at once with `refined=False`, then by `refine_with` on a thread of its own, returned by a
+    later `poll` with the same `index` and `refined=True`; the faithful reading replaces the fast one in
+    `trace`. Both carry their `operating_point`. A consumer that must act now uses whichever reading of
+    an utterance it has; `flush` waits for the refinements too.
+
     Audio is queued while the model is busy; beyond `max_queue_s` of waiting audio, new chunks are
     dropped and counted in `dropped_s` (the open utterance closes at the gap, and stream time runs on
     across it). Errors of the worker are raised by the next `poll`, `push` or `flush`. Close the
@@ -65,9 +72,13 @@ class StreamingAnalyzer:
         ...         print(u.index, u.start_s, u.end_s, u.reading.describe())
     """
 
-    def __init__(self, recognizer: _Classifier, *, options: StreamOptions = StreamOptions()):
+    def __init__(self, recognizer: _Classifier, *, options: StreamOptions = StreamOptions(), refine_with: _Classifier | None = None):
         self.recognizer = recognizer
+        self.refine_with = refine_with
         self.options = options
+        self._points = (_point_of(recognizer), _point_of(refine_with)) if refine_with is not None else None
+        self._refine_queue: deque[UtteranceReading | Utterance | None] = deque()
+        self._refining = 0  # utterances handed to the refiner and not yet replaced
         self._segmenter = UtteranceSegmenter(options)
         self._index = 0  # index of the next final reading
         self._cv = threading.Condition()
@@ -84,6 +95,10 @@ class StreamingAnalyzer:
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="emotion-streaming-analyzer", daemon=True)
         self._worker.start()
+        self._refiner: threading.Thread | None = None
+        if refine_with is not None:
+            self._refiner = threading.Thread(target=self._refine, name="emotion-streaming-refiner", daemon=True)
+            self._refiner.start()
 
     # --- the caller's side --------------------------------------------------------------------------
 
@@ -117,7 +132,13 @@ class StreamingAnalyzer:
 
         Feeding may go on afterwards; stream time continues where it stopped.
         """
-        return self._wait(self._enqueue(_Item("flush", None, time.monotonic()), bounded=False))
+        seq = self._enqueue(_Item("flush", None, time.monotonic()), bounded=False)
+        with self._cv:
+            while self._done < seq:
+                self._cv.wait(timeout=1.0)
+            while self._refining and self._refiner is not None and self._refiner.is_alive():
+                self._cv.wait(timeout=1.0)
+        return self.poll()
 
     def reset(self) -> None:
         """Starts over: drops queued audio, the open utterance, unread readings and the trace; time restarts at 0."""
@@ -137,9 +158,13 @@ class StreamingAnalyzer:
             self._discard_queue()
             self._closed = True
             self._queue.append(_Item("stop", None, time.monotonic()))
+            self._refine_queue.clear()
+            self._refine_queue.append(None)
             self._cv.notify_all()
         if threading.current_thread() is not self._worker:
             self._worker.join()
+        if self._refiner is not None and threading.current_thread() is not self._refiner:
+            self._refiner.join()
 
     def __enter__(self) -> "StreamingAnalyzer":
         return self
@@ -248,6 +273,8 @@ class StreamingAnalyzer:
                 self._trace = []
                 self._outbox = []
                 self._dropped = 0
+                self._refining -= len(self._refine_queue)  # not refined now: their utterances are gone
+                self._refine_queue.clear()
 
     def _read(self, utterances: list[Utterance]) -> None:
         for u in utterances:
@@ -263,12 +290,56 @@ class StreamingAnalyzer:
                 reading = ahead[2].model_copy(update={"cut": u.cut, "latency_s": max(0.0, time.monotonic() - u.speech_end_at)})
             else:
                 reading = read_utterance(self.recognizer, u, index=self._index, min_confidence=self.options.min_confidence)
+            if self._points is not None:
+                reading = reading.model_copy(update={"operating_point": self._points[0], "refined": False})
             with self._cv:
                 self._outbox.append(reading)
                 if not u.interim:
                     self._trace.append(reading)
+                    if self.refine_with is not None:
+                        self._refining += 1
+                        self._refine_queue.append((u, reading))  # type: ignore[arg-type]
+                        self._cv.notify_all()
             if not u.interim:
                 self._index += 1
+
+    def _refine(self) -> None:
+        """The refiner thread: reads each final utterance again at the faithful point, replacing the fast reading."""
+        assert self.refine_with is not None and self._points is not None
+        while True:
+            with self._cv:
+                while not self._refine_queue:
+                    self._cv.wait()
+                job = self._refine_queue.popleft()
+            if job is None:
+                return
+            utterance, fast = job  # type: ignore[misc]
+            try:
+                faithful = read_utterance(self.refine_with, utterance, index=fast.index, min_confidence=self.options.min_confidence)
+                faithful = faithful.model_copy(update={"operating_point": self._points[1], "refined": True, "cut": fast.cut})
+            except Exception as e:  # reported by the next poll/push/flush; the fast reading stays
+                with self._cv:
+                    self._error = self._error or e
+                    self._refining -= 1
+                    self._cv.notify_all()
+                continue
+            with self._cv:
+                for i, kept in enumerate(self._trace):
+                    if kept.index == fast.index and kept is fast:
+                        self._trace[i] = faithful
+                        self._outbox.append(faithful)
+                        break  # (a reset in between dropped the fast one: nothing to replace)
+                self._refining -= 1
+                self._cv.notify_all()
+
+
+def _point_of(recognizer: Any) -> str | None:
+    """The operating point a recognizer reads at, where it says (`EmotionRecognizer.operating_point`)."""
+    name = getattr(recognizer, "operating_point", None)
+    try:
+        return name(trace=False) if callable(name) else None
+    except TypeError:
+        return None
 
 
 def read_utterance(recognizer: _Classifier, utterance: Utterance, *, index: int, min_confidence: float | None = None) -> UtteranceReading:
