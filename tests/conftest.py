@@ -49,6 +49,7 @@ _INTEGRATION_MARKS = {"subprocess", "clients", "ray", "slow"}
 _INTEGRATION_FILES = {
     "test_readme.py",
     "test_mcp_transports.py",
+    "test_mcp_hostile_wire.py",
     "test_mcp_clients.py",
     "test_mcp_app_view.py",
     "test_mcp_registry.py",

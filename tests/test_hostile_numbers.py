@@ -69,6 +69,7 @@ def test_audio_far_beyond_full_scale_is_refused_with_the_fix(gain: float, recogn
             assert "divide by 32768" in str(refused.value)
 
 
+@pytest.mark.subprocess
 def test_loud_audio_is_one_line_from_the_command_line(speech, tmp_path: Path, tiny_checkpoint: Path):
     wav, rate = speech
     path = tmp_path / "loud.wav"
@@ -229,6 +230,7 @@ def _fill(path: Path) -> Path:
     return filler
 
 
+@pytest.mark.subprocess
 def test_a_full_disk_is_a_clear_error_and_the_database_recovers_once_space_is_back(small_disk: Path):
     db = small_disk / "agent.sqlite"
     graph = _build(db)
@@ -248,6 +250,7 @@ def test_a_full_disk_is_a_clear_error_and_the_database_recovers_once_space_is_ba
     assert len(history) == saved + 1 and history[0].reading.label == "angry"
 
 
+@pytest.mark.subprocess
 def test_a_read_only_place_is_refused_at_build_time(tmp_path: Path):
     """A database on a read-only mount (a bind mount remounted read-only), and a new one there."""
     if os.geteuid() != 0:

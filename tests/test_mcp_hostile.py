@@ -86,6 +86,7 @@ def _port(url: str) -> int:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.2", "::1", "[::1]", "LOCALHOST"])
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_every_loopback_bind_without_token_refuses_foreign_host_and_origin(host: str, tiny_checkpoint: Path, tmp_path: Path):
     with served(["--model", str(tiny_checkpoint), "--device", "cpu"], tmp_path / "server.log", host=host) as (_, url):
         parts = urlsplit(url)  # the banner prints a URL a client can use (IPv6 bracketed once)
@@ -102,6 +103,7 @@ def test_every_loopback_bind_without_token_refuses_foreign_host_and_origin(host:
         assert _post(url, Host=f"LocalHost:{port}").status_code == 200  # case does not matter
 
 
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_allowed_origin_may_call_and_a_bad_one_is_refused_at_start(tiny_checkpoint: Path, tmp_path: Path):
     args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-origin", "https://app.example"]
     with served(args, tmp_path / "server.log") as (_, url):
@@ -117,6 +119,7 @@ def test_allowed_origin_may_call_and_a_bad_one_is_refused_at_start(tiny_checkpoi
     assert bad.returncode == 2 and "scheme://host" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_slow_headers_and_bodies_time_out(tiny_checkpoint: Path, tmp_path: Path):
     args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--header-timeout", "1", "--body-timeout", "1"]
     with served(args, tmp_path / "server.log") as (_, url):
@@ -161,6 +164,7 @@ def _long_trace_server_args(checkpoint: Path, wav: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
     log = tmp_path / "server.log"
     args = _long_trace_server_args(tiny_checkpoint, very_long_wav)
@@ -203,6 +207,7 @@ def test_a_busy_server_stops_on_a_signal_and_cancels_its_work(sig, tiny_checkpoi
         assert "Traceback" not in text, text
 
 
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_a_short_call_is_served_during_a_long_trace_and_a_departed_client_frees_the_model(
     tiny_checkpoint: Path, very_long_wav: Path, speech_wav: Path, tmp_path: Path
 ):
@@ -259,6 +264,7 @@ def test_a_short_call_is_served_during_a_long_trace_and_a_departed_client_frees_
         assert len(lines) == 1 and lines[0].endswith("stopped a model call at its next window: the caller went away"), text
 
 
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_bounds_on_trace_work_are_tool_errors_that_say_the_fix(tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
     args = ["--model", str(tiny_checkpoint), "--device", "cpu", "--allow-dir", str(very_long_wav.parent),
             "--max-duration", "1800", "--max-request-mb", "64"]  # fmt: skip
@@ -316,6 +322,7 @@ def _watched(args: list[str], where: Path):
 
 
 @pytest.mark.parametrize("sig, busy", [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGINT, False)])
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_a_stdio_server_stops_on_a_signal_while_its_client_holds_stdin(sig, busy: bool, tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
     args = _long_trace_server_args(tiny_checkpoint, very_long_wav)
     status, log = tmp_path / "status", tmp_path / "server.log"
@@ -388,6 +395,7 @@ class _RawStdio:
         return message
 
 
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_stdio_2025_06_18_handshake_and_an_explicit_cancel_stop_a_long_trace(
     tiny_checkpoint: Path, very_long_wav: Path, speech_wav: Path, tmp_path: Path
 ):
@@ -450,6 +458,7 @@ async def test_a_call_over_its_time_budget_is_a_tool_error_through_the_server(ti
 # --- nothing recorded is lost ------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess  # starts emotion-mcp in a child process
 def test_session_readings_survive_a_crash_with_session_dir(tiny_checkpoint: Path, sentences_wav, tmp_path: Path):
     import base64
     import json
@@ -593,6 +602,7 @@ def test_oauth_counts_as_a_token_and_its_resource_host_is_a_name_of_the_server()
     assert status("0.0.0.0", host="speech.example.org") == 200
 
 
+@pytest.mark.subprocess
 def test_a_2025_client_that_vanishes_mid_trace_has_its_call_stopped_once_it_does_not_resume(tiny_checkpoint: Path, very_long_wav: Path, tmp_path: Path):
     """The socket of a legacy (2025) session's POST is closed mid-trace, as a crashed client leaves it: the
     call stops once the session has not resumed within the grace, and the server logs it and serves on."""

@@ -72,6 +72,7 @@ def test_openvino_combinations_it_cannot_run_are_refused():
     assert str(OperatingPoint.parse("bf16+trimmed+openvino")) == "trimmed+openvino+bf16"
 
 
+@pytest.mark.subprocess
 def test_the_command_line_and_the_model_resource_name_the_runtime(tiny_checkpoint: Path, speech_wav: Path, tmp_path: Path):
     out = subprocess.run(
         [sys.executable, "-m", "emotion_tool.cli.main", "info", "--model", str(tiny_checkpoint), "--operating-point", "openvino", "--format", "json"],
