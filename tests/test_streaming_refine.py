@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from emotion_tool import EmotionRecognizer
-from emotion_tool.live.streaming import StreamingAnalyzer, StreamOptions
+from emotion_tool.live.streaming import StreamingAnalyzer
 
 SR = 16000
 
