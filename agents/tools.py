@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from emotion_tool.audio import AudioError
+from emotion_tool.audio import AudioError, check_path_text
 from emotion_tool.engine.results import EmotionAnalysis
 
 if TYPE_CHECKING:
@@ -52,11 +52,10 @@ def make_emotion_tool(
     root = Path(audio_root).expanduser().resolve() if audio_root is not None else None
 
     def analyze_speech_emotion(audio_path: str, trace: bool = False) -> tuple[str, EmotionAnalysis]:
-        if "\0" in audio_path or not _is_unicode(audio_path):
-            raise ToolException(
-                f"Error: {audio_path.encode('utf-8', 'backslashreplace').decode()!r} is not a file path (it holds a NUL byte "
-                "or a character that is not Unicode); give the path exactly as the file is named.\n Please fix your mistakes."
-            )
+        try:
+            check_path_text(audio_path)  # before resolving: a NUL byte would raise a bare ValueError there
+        except AudioError as e:
+            raise ToolException(f"Error: {e}; it is not a file path.\n Please fix your mistakes.") from e
         path = Path(audio_path).expanduser()
         if root is not None:
             path = (root / path).resolve()
@@ -79,13 +78,4 @@ def make_emotion_tool(
         response_format="content_and_artifact",
         handle_tool_error=True,
     )
-
-
-def _is_unicode(text: str) -> bool:
-    """False for a string holding a lone surrogate (JSON's `\\udc80` escapes), which no file name is."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 

@@ -32,16 +32,15 @@ def tmp_cache() -> str:
 
 
 def speech(cache: Path):
-    """A 4-s espeak-ng sentence at 16 kHz (espeak-ng writes 22.05 kHz; sox resamples)."""
-    import subprocess
-
+    """A 4-s espeak-ng sentence at 16 kHz (the tests' own speech helper: espeak-ng, then sox)."""
     import soundfile as sf
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from helpers import speak
 
     wav = cache / "cancel-sentence.wav"
     if not wav.exists():
-        raw = cache / "cancel-sentence-22k.wav"
-        subprocess.run(["espeak-ng", "-w", str(raw), "I have been waiting on the line for forty minutes and nobody can tell me anything."], check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(wav)], check=True, capture_output=True)
+        speak("I have been waiting on the line for forty minutes and nobody can tell me anything.", wav)
     samples, _ = sf.read(wav, dtype="float32")
     return samples
 
@@ -67,7 +66,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_random_checkpoint(Path(tmp) / args.size, config=SIZES[args.size])
         rec = EmotionRecognizer.from_pretrained(ckpt, device="cpu")
-    audio = np.tile(speech(Path(tmp_cache())), 1 + 90 * 16000 // 16000 // 4)[: 90 * 16000]
+    sentence = speech(Path(tmp_cache()))
+    audio = np.tile(sentence, -(-90 * 16000 // sentence.shape[0]))[: 90 * 16000]  # 90 s of it
     options = AnalysisOptions(trace=True, window_s=2.0, hop_s=1.0)
 
     async def one(within_passes: bool) -> float:

@@ -49,17 +49,18 @@ READ_AHEAD_POINTS = ("trimmed+bf16", "trimmed+int8")  # cheap reads: a read wast
 AHEAD = ", read ahead"
 
 
-def recording(cache: Path) -> np.ndarray:
+def recording(cache: Path, texts: tuple[str, ...] = TEXTS, *, name: str = "live.wav", pause_s: float = PAUSE_S, tail_s: float = PAUSE_S) -> np.ndarray:
+    """espeak-ng sentences `pause_s` apart at 16 kHz (cached in `cache/name`), then `tail_s` of silence."""
     import soundfile as sf
 
     sys.path.insert(0, str(HERE.parent / "tests"))
     from helpers import speak_with_pauses
 
     cache.mkdir(parents=True, exist_ok=True)
-    path, _ = speak_with_pauses(TEXTS, cache / "live.wav", pause_s=PAUSE_S)
+    path, _ = speak_with_pauses(texts, cache / name, pause_s=pause_s)
     wav, sr = sf.read(path, dtype="float32")
     assert sr == SR
-    return np.concatenate([wav, np.zeros(int(PAUSE_S * SR), np.float32)])
+    return np.concatenate([wav, np.zeros(int(tail_s * SR), np.float32)])
 
 
 class _Timed:

@@ -35,6 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 SR = 16000
 TEXTS = (
@@ -48,16 +49,9 @@ SETUPS = ("pipecat", "livekit-model", "livekit-vad")
 
 
 def recording(cache: Path) -> np.ndarray:
-    import soundfile as sf
+    from live import recording as spoken  # benchmarks/live.py: the same espeak-ng recording, other sentences
 
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from helpers import speak_with_pauses
-
-    cache.mkdir(parents=True, exist_ok=True)
-    path, _ = speak_with_pauses(TEXTS, cache / "realtime.wav", pause_s=PAUSE_S)
-    wav, sr = sf.read(path, dtype="float32")
-    assert sr == SR
-    return wav
+    return spoken(cache, TEXTS, name="realtime.wav", pause_s=PAUSE_S, tail_s=0.0)
 
 
 def checkpoint(cache: Path, size: str) -> Path:

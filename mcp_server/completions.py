@@ -34,7 +34,6 @@ from mcp.types import (
 )
 
 from .context import ANONYMOUS, AppContext, client_key
-from .journal import JournalError
 from .subscriptions import TRACE_TEMPLATE
 
 __all__ = ["complete", "MAX_VALUES", "PROMPT_ARGUMENTS"]
@@ -88,15 +87,8 @@ def _session_ids(ctx: ServerRequestContext[AppContext], prefix: str) -> Iterator
     files = sorted(state.journal.directory.glob(f"{_glob_safe(prefix)}*.jsonl"), key=_mtime, reverse=True)
     for path in files:
         session_id = path.name.removesuffix(".jsonl")
-        if session_id not in seen and session_id.startswith(prefix) and _readable(state.journal, session_id, owner):
+        if session_id not in seen and session_id.startswith(prefix) and state.journal.belongs_to(session_id, owner):
             yield session_id
-
-
-def _readable(journal, session_id: str, owner: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        return journal.read(session_id, owner=owner) is not None
-    except JournalError:  # a file this server did not write is never offered
-        return False
 
 
 def _glob_safe(prefix: str) -> str:

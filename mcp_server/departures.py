@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 
 from .inference import Job
+from .security import header_value
 
 __all__ = ["Departures", "DEPARTURES", "RESUME_GRACE_S"]
 
@@ -90,11 +91,11 @@ class Departures:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            session_id = _header(scope.get("headers", ()), b"mcp-session-id")
+            session_id = header_value(scope.get("headers", ()), b"mcp-session-id")
             if session_id is None:
                 await app(scope, receive, send)
                 return
-            if scope.get("method") == "GET" and _header(scope.get("headers", ()), b"last-event-id") is not None:
+            if scope.get("method") == "GET" and header_value(scope.get("headers", ()), b"last-event-id") is not None:
                 self.resumed(session_id)
                 await app(scope, receive, send)
                 return
@@ -142,13 +143,6 @@ def _request_id(body: bytes) -> list[Any]:
     if isinstance(message, dict) and "method" in message and isinstance(message.get("id"), (str, int)):
         return [message["id"]]
     return []
-
-
-def _header(headers: Any, name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
 
 
 DEPARTURES = Departures()  # one per process, like the inference queues: the HTTP app and the tools share it

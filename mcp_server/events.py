@@ -30,6 +30,8 @@ from typing import Any, Callable
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.types import JSONRPCMessage
 
+from .security import header_value
+
 __all__ = ["ResumableEvents", "RETRY_MS", "MAX_EVENTS", "MAX_EVENT_BYTES", "EVENT_TTL_S"]
 
 RETRY_MS = 1000  # the `retry` field of each stream's priming event: how long a client waits before reconnecting
@@ -120,7 +122,7 @@ class ResumableEvents(EventStore):
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            session_id = _header(scope.get("headers", ()), b"mcp-session-id")
+            session_id = header_value(scope.get("headers", ()), b"mcp-session-id")
             if session_id is None:  # a new session, maybe: its id comes back in the response headers
                 mark = "new:" + secrets.token_urlsafe(_EVENT_ID_BYTES)
             else:  # a session this store has not seen (unknown, or from before a restart) matches nothing
@@ -128,7 +130,7 @@ class ResumableEvents(EventStore):
 
             async def send_noting_session(message: dict[str, Any]) -> None:
                 if session_id is None and message["type"] == "http.response.start":
-                    issued = _header(message.get("headers", ()), b"mcp-session-id")
+                    issued = header_value(message.get("headers", ()), b"mcp-session-id")
                     if issued is not None:
                         self._name_session(issued, mark)
                 await send(message)
@@ -146,10 +148,3 @@ class ResumableEvents(EventStore):
         self._session_scopes.move_to_end(session_id)
         while len(self._session_scopes) > _MAX_SESSIONS_NAMED:
             self._session_scopes.popitem(last=False)
-
-
-def _header(headers: Any, name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None

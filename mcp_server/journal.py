@@ -39,6 +39,7 @@ _ID = re.compile(r"^ses_[A-Za-z0-9_-]{8,64}$")  # what SessionStore.new_id makes
 # A session lasts at most an hour (`max_session_s`); an utterance line is about 1 KB and utterances are
 # at least a fraction of a second apart, so a real file stays well under this.
 MAX_FILE_BYTES = 32 * 1024 * 1024
+_HEADER_BYTES = 64 * 1024  # the header line is a few hundred bytes
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -181,8 +182,25 @@ class SessionJournal:
             warnings=warnings,
         )
 
-    def _read_bytes(self, path: Path) -> bytes | None:
-        """The file's bytes, or None where there is none; opened like audio: never blocking, regular files only, bounded."""
+    def belongs_to(self, session_id: str, owner: str) -> bool:
+        """Whether `owner` opened the session of this file, from its header line alone (what completions ask
+        of every file as the user types: the rest of the file is not read). A file that is not this server's
+        belongs to no one."""
+        try:
+            data = self._read_bytes(self._path(session_id), limit=_HEADER_BYTES)
+        except JournalError:
+            return False
+        if not data or b"\n" not in data:
+            return False
+        try:
+            header = self._header(self._path(session_id), data.split(b"\n", 1)[0], session_id)
+        except JournalError:
+            return False
+        return _owner_of(header) == owner
+
+    def _read_bytes(self, path: Path, *, limit: int | None = None) -> bytes | None:
+        """The file's bytes (at most `limit` of them), or None where there is none; opened like audio:
+        never blocking, regular files only, bounded."""
         try:
             fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
         except FileNotFoundError:
@@ -198,11 +216,11 @@ class SessionJournal:
                     f"the session file {path.name} holds {info.st_size / 2**20:.0f} MiB, more than a session ever writes "
                     f"({MAX_FILE_BYTES / 2**20:.0f} MiB); it is not served: move it out of --session-dir"
                 )
-            chunks, left = [], MAX_FILE_BYTES + 1
+            chunks, left = [], (MAX_FILE_BYTES + 1) if limit is None else limit
             while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
                 chunks.append(chunk)
                 left -= len(chunk)
-            if left <= 0:  # it grew past the bound while being read
+            if left <= 0 and limit is None:  # it grew past the bound while being read
                 raise JournalError(f"the session file {path.name} grew past {MAX_FILE_BYTES / 2**20:.0f} MiB while being read; it is not served")
             return b"".join(chunks)
         finally:

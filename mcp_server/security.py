@@ -260,6 +260,14 @@ def needs_host_check(host: str, tokened: bool) -> bool:
     return not tokened or is_loopback(host)
 
 
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header `name` (lower case) among an ASGI scope's headers, or None."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
 def framing_problem(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     """What makes a request's headers ambiguous, or None: a header that may come once came twice, a
     body framed both by Content-Length and by Transfer-Encoding, or a Host that is not host[:port]."""

@@ -26,6 +26,17 @@ def sentences_wav(audio_dir: Path) -> tuple[Path, list[tuple[float, float]]]:
 
 
 @pytest.fixture(scope="session")
+def sentences(sentences_wav) -> tuple:
+    """The three sentences as 16-kHz float32 samples, and where each sentence sounds."""
+    import soundfile as sf
+
+    path, bounds = sentences_wav
+    wav, sr = sf.read(path, dtype="float32")
+    assert sr == 16000
+    return wav, bounds
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight checkpoint in the published layout."""
     from emotion_tool.engine.testing import save_random_checkpoint

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import soxr
 
 from emotion_tool import AudioError
@@ -13,14 +12,6 @@ from emotion_tool.audio.vad import VadOptions
 
 SR = 16000
 TOLERANCE_S = 0.3  # utterance boundaries vs where espeak-ng's voice sounds
-
-
-@pytest.fixture(scope="module")
-def sentences(sentences_wav):
-    path, bounds = sentences_wav
-    wav, sr = sf.read(path, dtype="float32")
-    assert sr == SR
-    return wav, bounds
 
 
 def segment(wav, chunk, options=StreamOptions(), seg=None):

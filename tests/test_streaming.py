@@ -45,14 +45,6 @@ class FailingRecognizer:
         raise RuntimeError("out of memory on the device")
 
 
-@pytest.fixture(scope="module")
-def sentences(sentences_wav) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    path, bounds = sentences_wav
-    wav, sr = sf.read(path, dtype="float32")
-    assert sr == SR
-    return wav, bounds
-
-
 def stream(recognizer, wav: np.ndarray, chunk: int, **options) -> tuple[list[UtteranceReading], StreamingAnalyzer]:
     """Feeds `wav` in chunks of `chunk` samples without waiting, then flushes; returns every reading."""
     an = StreamingAnalyzer(recognizer, options=StreamOptions(**options))

@@ -6,20 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from emotion_tool import EmotionRecognizer
 from emotion_tool.live.streaming import StreamingAnalyzer
 
-SR = 16000
-
-
-@pytest.fixture(scope="module")
-def sentences(sentences_wav):
-    path, bounds = sentences_wav
-    wav, sr = sf.read(path, dtype="float32")
-    assert sr == SR
-    return wav, bounds
 
 
 @pytest.fixture(scope="module")

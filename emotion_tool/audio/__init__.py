@@ -16,6 +16,7 @@ from emotion_tool.audio.decode import (
     PcmEncoding,
     audio_info,
     check_chunk,
+    check_path_text,
     decode_base64,
     decode_data_url,
     decode_pcm,
@@ -27,4 +28,4 @@ from emotion_tool.audio.decode import (
     sniff_container,
 )
 
-__all__ = ["load_audio", "load_channels", "AudioError", "AudioInput", "check_chunk", "decode_pcm", "read_frames", "open_regular_file"]
+__all__ = ["load_audio", "load_channels", "AudioError", "AudioInput", "check_chunk", "check_path_text", "decode_pcm", "read_frames", "open_regular_file"]

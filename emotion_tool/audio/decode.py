@@ -143,6 +143,26 @@ def _check_rate(sample_rate: Any, name: str) -> int:
     return int(sample_rate)
 
 
+def check_path_text(path: str | os.PathLike, *, name: str | None = None) -> None:
+    """Refuses a path no file can have: one holding a NUL byte, or (a str) a lone surrogate, which a JSON
+    `\\udc80` escape makes and no file name holds.
+
+    Raises:
+        AudioError: ("not_found") naming the problem and the fix.
+    """
+    text = os.fspath(path)
+    shown = name or (text.encode("utf-8", "backslashreplace").decode() if isinstance(text, str) else repr(text))
+    if (b"\0" if isinstance(text, bytes) else "\0") in text:
+        raise AudioError("not_found", f"{shown!r}: a path cannot hold a NUL byte; give the file's path as it is on disk")
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AudioError(
+                "not_found", f"{shown!r}: a path cannot hold a character that is not Unicode (a lone surrogate); give the file's path as it is on disk"
+            ) from None
+
+
 def open_regular_file(path: str | os.PathLike, *, name: str | None = None, follow_links: bool = True) -> io.BufferedReader:
     """Opens a regular file for reading, never blocking: FIFOs, devices, sockets and directories are refused.
 
@@ -153,9 +173,7 @@ def open_regular_file(path: str | os.PathLike, *, name: str | None = None, follo
         AudioError: no such file ("not_found"), not a regular file ("type"), or not readable ("not_found").
     """
     shown = name or os.fspath(path)
-    text = os.fspath(path)
-    if (b"\0" if isinstance(text, bytes) else "\0") in text:
-        raise AudioError("not_found", f"{shown!r}: a path cannot hold a NUL byte; give the file's path as it is on disk")
+    check_path_text(path, name=shown)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
         flags |= getattr(os, "O_NOFOLLOW", 0)
