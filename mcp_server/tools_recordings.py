@@ -70,6 +70,19 @@ Channels = Annotated[
     ),
 ]
 
+Diarize = Annotated[
+    bool,
+    Field(
+        description="For one-channel recordings of several people (a meeting, a call on one channel): find who speaks "
+        "when, read each speaker's turns as their own utterances, and reply with a summary per speaker (\"speaker 1\", "
+        "\"speaker 2\", ... in order of first speech) and the turns found. Not with channels."
+    ),
+]
+NumSpeakers = Annotated[
+    int | None,
+    Field(description="With diarize: how many people speak, if known (1 to 8); omit to have it found.", ge=1, le=8),
+]
+
 
 async def analyze_emotion(
     ctx: EmotionContext,
@@ -81,12 +94,15 @@ async def analyze_emotion(
     window_s: WindowS = 2.0,
     hop_s: HopS = 1.0,
     channels: Channels = None,
+    diarize: Diarize = False,
+    num_speakers: NumSpeakers = None,
 ) -> EmotionAnalysis:
     """Reads the emotions in a recording of speech.
 
     Returns a summary reading of the whole recording (label, confidence, the 7 probabilities,
     valence/arousal/dominance in 0..1, `uncertain`), the windows of at most 30 s behind it, and,
-    with trace=true, a reading every hop_s seconds. With channels, one summary per channel's speaker.
+    with trace=true, a reading every hop_s seconds. With channels, one summary per channel's speaker;
+    with diarize, one per speaker found in a one-channel recording, and the turns.
     Long recordings report progress.
     """
     state = state_of(ctx)
@@ -96,9 +112,16 @@ async def analyze_emotion(
             raise RequestError(
                 "give exactly one of audio_path (a file in an allowed directory) or audio_base64 (the audio bytes)"
             )
+        if diarize:
+            from emotion_tool.audio.diarize import DiarizerUnavailable, check_available
+
+            try:
+                check_available()
+            except DiarizerUnavailable as e:
+                raise RequestError(f"diarize is not available on this server: {e}") from e
         analysis_options = replace(
             state.recognizer.options, trace=trace, window_s=window_s, hop_s=hop_s, max_duration_s=o.max_duration_s,
-            channels=tuple(channels) if channels is not None else None,
+            channels=tuple(channels) if channels is not None else None, diarize=diarize, num_speakers=num_speakers,
         )
         if audio_path is not None:
             real = state.paths.resolve(audio_path)

@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     add_model_args(p)
     add_calibration_arg(p)
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
-    p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them; with --channels, one per speaker)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them; with --channels or --diarize, one lane per speaker)")
     add_analysis_args(p, d, trace_help="also read windows of --window-s every --hop-s")
     p.set_defaults(func=run)
 
@@ -75,15 +75,8 @@ def run(args: argparse.Namespace) -> int:
             target = Path(args.plot)
             if len(args.paths) > 1:
                 target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix or '.png'}")
-            # Channels read as speakers: one PNG per speaker, each of that speaker's trace alone.
-            views = [(target, analysis)] if analysis.speakers is None else [
-                (target.with_name(f"{target.stem}-{p.speaker}{target.suffix or '.png'}"),
-                 analysis.model_copy(update={"summary": p.summary, "segments": [s for s in analysis.segments if s.speaker == p.speaker]}))
-                for p in analysis.speakers
-            ]  # fmt: skip
-            for where, view in views:
-                plot_trace(view, where)
-                print(f"{PROG}: plot written to {where}", file=sys.stderr)
+            plot_trace(analysis, target)  # by speakers: one lane per speaker in the one PNG
+            print(f"{PROG}: plot written to {target}", file=sys.stderr)
     if args.format == "json" and results:
         if len(args.paths) == 1:
             print(results[0].model_dump_json(indent=2))
@@ -125,6 +118,15 @@ def _print_tables(results) -> None:
         out.print(f"[bold]{a.source}[/bold]  {probs}")
         for w in a.warnings:
             out.print(f"  [yellow]note:[/yellow] {w}")
+        if a.diarization is not None:
+            d = a.diarization
+            t = Table(title=f"{a.source}: {d.num_speakers} speakers, {len(d.turns)} turns ({d.backend})", title_justify="left", caption="? = uncertain", caption_justify="left")
+            for col in ("speaker", "start", "end", "emotion", "conf.", "val.", "aro.", "dom."):
+                t.add_column(col, justify="left" if col in ("speaker", "emotion") else "right")
+            for w in a.windows:  # each turn's reading (a turn longer than a window has one per window)
+                t.add_row(w.speaker or "", f"{w.start_s:.1f}", f"{w.end_s:.1f}", w.label + ("?" if w.uncertain else ""),
+                          f"{w.confidence:.2f}", f"{w.valence:.2f}", f"{w.arousal:.2f}", f"{w.dominance:.2f}")  # fmt: skip
+            out.print(t)
         if a.segments:
             t = Table(
                 title=f"{a.source}: trace ({a.trace_window_s:g} s windows, {a.trace_hop_s:g} s hop)",

@@ -158,10 +158,26 @@ def add_analysis_args(p: argparse.ArgumentParser | Any, defaults: AnalysisOption
     p.add_argument("--channels", type=_channel_names, default=d.channels, metavar="NAMES",
                    help="mix (default: all channels as one voice), or a speaker name per channel, in order "
                    "(e.g. agent,customer): each channel read as its own speaker, overlaps marked")  # fmt: skip
+    p.add_argument("--diarize", action="store_true", default=None,
+                   help="opt-in, one-channel audio: find the speaker turns (needs the diarize extra), read each turn "
+                   "as its own utterance, one summary per speaker")  # fmt: skip
+    p.add_argument("--speakers", dest="num_speakers", type=_speaker_count, default=None, metavar="N",
+                   help="with --diarize: how many speakers there are (default: found, at most 8)")  # fmt: skip
     fast = p.add_argument_group("fast operating points (opt-in; they change the numbers: see `emotion-tool agree`)")
     add_context_arg(fast, d)
     fast.add_argument("--trace-mode", choices=("windows", "shared-encoder"), default=None,
                       help="shared-encoder: one encoder pass per 30-s window for the whole trace")  # fmt: skip
+
+
+def _speaker_count(text: str) -> int:
+    """argparse type: a number of speakers, 1 to 8."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 8:
+        raise argparse.ArgumentTypeError(f"--speakers {text!r}: give a whole number from 1 to 8, or leave it out to have it found")
+    return n
 
 
 def _channel_names(text: str) -> tuple[str, ...] | None:

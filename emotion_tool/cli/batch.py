@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if options.channels is not None and args.ray is not None:  # Ray's decoding tasks hand on mono waveforms
         print(f"{PROG}: error: --channels {','.join(options.channels)} runs without --ray; drop one of them", file=sys.stderr)
         return 2
+    if options.diarize and args.ray is not None:  # the Ray actors carry no diarizer
+        print(f"{PROG}: error: --diarize runs without --ray; drop one of them", file=sys.stderr)
+        return 2
     batch = BatchOptions(workers=args.workers, threads=args.threads, prefetch=args.prefetch, rows_per_part=args.rows_per_part, progress=not args.no_progress)
     items = collect_items(args.inputs)
     o = load_options(args)

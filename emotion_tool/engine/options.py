@@ -46,6 +46,8 @@ class AnalysisOptions:
     context: Context = "padded"  # "padded": each window zero-padded to 30 s (published); "trimmed": the encoder sees only the window's own frames
     trace_mode: TraceMode = "windows"  # "windows": each trace window read on its own (published); "shared-encoder": one encoder pass per <= 30-s window, pooling and heads over each trace window's frames
     channels: tuple[str, ...] | None = None  # None: channels mixed to one voice (published); speaker names in channel order, e.g. ("agent", "customer"): each channel read as its own speaker
+    diarize: bool = False  # opt-in, one-channel audio: speaker turns found by a diarizer (emotion_tool.audio.diarize), each turn read as its own utterance, a summary per speaker
+    num_speakers: int | None = None  # with diarize: how many speakers there are; None: found (at most 8)
 
     def __post_init__(self) -> None:
         if self.channels is not None:
@@ -53,6 +55,16 @@ class AnalysisOptions:
             if not names or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
                 raise ValueError(f"channels must name each channel once, in order (e.g. ('agent', 'customer')), got {self.channels!r}")
             object.__setattr__(self, "channels", names)  # a list is kept as a tuple, so the options stay hashable
+        if self.diarize and self.channels is not None:
+            raise ValueError("diarize reads one voice channel as several speakers, channels reads each channel as one: choose one of them")
+        if self.num_speakers is not None:
+            n = self.num_speakers
+            if not self.diarize:
+                raise ValueError("num_speakers (--speakers) counts diarized speakers: add diarize=True (--diarize), or leave num_speakers out")
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
+                raise ValueError(f"num_speakers must be a whole number from 1 to 8, or None to find it; got {n!r}")
+        if self.diarize and self.trace_mode == "shared-encoder":
+            raise ValueError("diarize reads each speaker's turns on their own; use trace_mode='windows' with it")
         for name in ("window_s", "hop_s", "max_window_s", "min_duration_s", "min_confidence", "min_speech_ratio"):
             value = getattr(self, name)
             if value is None and name == "min_confidence":  # the calibration's threshold, else 0.5

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from emotion_tool.audio import AudioError, AudioInput, load_audio, load_channels
+from emotion_tool.audio.diarize import speaker_names
 from emotion_tool.audio.vad import SpeechDetector, VadOptions, speech_seconds
 from emotion_tool.config import SAMPLE_RATE, default_model
 from emotion_tool.engine.checkpoint import Checkpoint, build_model, read_checkpoint
@@ -31,9 +32,11 @@ from emotion_tool.engine.results import (
     DIMENSION_MEANINGS,
     LANGUAGES,
     LIMITATIONS,
+    DiarizationNote,
     EmotionAnalysis,
     EmotionReading,
     ModelInfo,
+    SpeakerTurn,
     TraceSegment,
 )
 from emotion_tool.engine.speakers import merge_channels
@@ -46,6 +49,7 @@ from emotion_tool.engine.windows import (
 )
 
 if TYPE_CHECKING:
+    from emotion_tool.audio.diarize import Diarizer
     from emotion_tool.engine.calibrated import Calibration
 
 Progress = Callable[[int, int], None]
@@ -200,6 +204,8 @@ class EmotionRecognizer:
         self._vad: SpeechDetector | None = None
         self._vad_options: VadOptions | None = None
         self._lock = threading.Lock()
+        self._diarizer_lock = threading.Lock()
+        self._diarizer_instance: Diarizer | None = None
         self.calibration: Calibration | None = None
         self._calibration_note = None
         self._calibration_warnings: list[str] = []
@@ -421,6 +427,8 @@ class EmotionRecognizer:
             name = os.fspath(audio)
         if o.channels is not None:
             return self._analyze_channels(audio, sample_rate, o, name, progress)
+        if o.diarize:
+            return self._analyze_diarized(audio, sample_rate, o, name, progress)
         plan = self._plan(audio, sample_rate, o, name)
         probs, dims = self._read_plan(plan, o, progress)
         return self._assemble(plan, probs, dims, o, name)
@@ -459,6 +467,55 @@ class EmotionRecognizer:
             min_confidence=self._threshold(o), channel_warnings=[p.warnings for p in plans],
         )  # fmt: skip
 
+    def _analyze_diarized(
+        self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None, progress: Progress | None
+    ) -> EmotionAnalysis:
+        """Finds the speaker turns of one-channel audio, reads each speaker's turns as a channel of their own
+        (the others' speech silenced), and merges the speakers (`emotion_tool.engine.speakers`)."""
+        one = replace(o, diarize=False, num_speakers=None)
+        wav = load_audio(audio, sample_rate=sample_rate, max_duration_s=o.max_duration_s, name=name)
+        speech = self._detector(o.vad).speech_spans(wav)
+        diarizer = self._diarizer()
+        found = diarizer.turns(wav, speech, num_speakers=o.num_speakers)
+        if not found:  # nobody speaks: the one-voice analysis, which says so
+            plan = self._plan(wav, SAMPLE_RATE, one, name, speech=speech)
+            analysis = self._assemble(plan, *self._read_plan(plan, one, progress), one, name)
+            return analysis.model_copy(update={"warnings": [*analysis.warnings, "No speech was detected, so no speaker turns were found."]})
+        count = max(t.speaker for t in found) + 1
+        names = speaker_names(count)
+        own = [[(t.start, t.end) for t in found if t.speaker == k] for k in range(count)]
+        plans = []
+        for spans in own:
+            masked = np.zeros_like(wav)
+            for s, e in spans:
+                masked[s:e] = wav[s:e]
+            plans.append(self._plan(masked, SAMPLE_RATE, one, name, speech=spans, turns=spans))
+        analyses, outputs = [], []
+        for k, plan in enumerate(plans):
+            step = None if progress is None else (lambda done, total, k=k: progress(k * total + done, len(plans) * total))
+            probs, dims = self._read_plan(plan, one, step)
+            analyses.append(self._assemble(plan, probs, dims, one, name))
+            outputs.append((probs[: len(plan.windows)], dims[: len(plan.windows)], plan.weights))
+        merged = merge_channels(
+            analyses, speakers=names, speech=[p.speech for p in plans], window_outputs=outputs,
+            min_confidence=self._threshold(o), channel_warnings=[p.warnings for p in plans], channels=[None] * count,
+            turns=[len(spans) for spans in own],
+        )  # fmt: skip
+        note = DiarizationNote(
+            backend=diarizer.name, num_speakers=count, given=o.num_speakers is not None,
+            turns=[SpeakerTurn(speaker=names[t.speaker], start_s=t.start / SAMPLE_RATE, end_s=t.end / SAMPLE_RATE) for t in found],
+        )  # fmt: skip
+        return merged.model_copy(update={"diarization": note})
+
+    def _diarizer(self) -> "Diarizer":
+        """The diarizer, loaded on first use (its voice encoder is small: 1.4 M parameters)."""
+        with self._diarizer_lock:
+            if self._diarizer_instance is None:
+                from emotion_tool.audio.diarize import Diarizer
+
+                self._diarizer_instance = Diarizer()
+            return self._diarizer_instance
+
     def analyze_batch(
         self,
         audios: Sequence[AudioInput],
@@ -479,7 +536,7 @@ class EmotionRecognizer:
         names = list(names) if names is not None else [None] * len(audios)
         if len(names) != len(audios):
             raise ValueError(f"names has {len(names)} entries for {len(audios)} recordings; give one per recording")
-        if o.channels is not None:  # each channel is planned apart: read recording by recording
+        if o.channels is not None or o.diarize:  # each speaker is planned apart: read recording by recording
             return [self._analyze_or_error(audio, sample_rate, o, name) for audio, name in zip(audios, names)]
         results: list[EmotionAnalysis | AudioError | ValueError] = []
         plans: list[tuple[int, _Plan]] = []
@@ -513,8 +570,14 @@ class EmotionRecognizer:
         except (AudioError, ValueError) as e:  # this recording's own problem
             return e
 
-    def _plan(self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None) -> _Plan:
-        """Decodes a recording and plans its windows (nothing read yet); raises what `analyze` raises."""
+    def _plan(
+        self, audio: AudioInput, sample_rate: int | None, o: AnalysisOptions, name: str | None,
+        *, speech: list[tuple[int, int]] | None = None, turns: list[tuple[int, int]] | None = None,
+    ) -> _Plan:  # fmt: skip
+        """Decodes a recording and plans its windows (nothing read yet); raises what `analyze` raises.
+
+        `speech` replaces the voice activity detector's spans; with `turns` (a diarized speaker's), the
+        summary windows are planned inside each turn, so that each turn is read as its own utterance."""
         wav = load_audio(audio, sample_rate=sample_rate, max_duration_s=o.max_duration_s, name=name)
         duration_s = wav.shape[0] / SAMPLE_RATE
         if duration_s < o.min_duration_s:
@@ -531,7 +594,8 @@ class EmotionRecognizer:
                 operating_point=self.operating_point(o),
                 hop_s=o.hop_s,
             )
-        speech = self._detector(o.vad).speech_spans(wav)
+        if speech is None:
+            speech = self._detector(o.vad).speech_spans(wav)
         speech_s = speech_seconds(speech, 0, wav.shape[0])
         warnings: list[str] = []
         if not speech:
@@ -542,6 +606,11 @@ class EmotionRecognizer:
         if o.trace and o.window_s > span_s:
             raise ValueError(f"window_s={o.window_s} exceeds the {span_s:g}-s window this checkpoint reads")
         planned = plan_windows(wav.shape[0], speech, max_window_s=span_s)
+        if turns is not None:  # each turn on its own: a turn longer than a window is cut in its pauses
+            planned = [
+                (s + a, s + b) for s, e in turns
+                for a, b in plan_windows(e - s, [(max(0, x - s), min(e, y) - s) for x, y in speech if x < e and y > s], max_window_s=span_s)
+            ]  # fmt: skip
         windows = planned
         weights = [speech_seconds(speech, s, e) for s, e in windows]
         if sum(weights) > 0:  # windows without speech carry no weight: do not read them

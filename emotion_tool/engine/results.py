@@ -56,7 +56,7 @@ class EmotionReading(BaseModel):
     speaker: str | None = Field(
         default=None,
         exclude_if=_absent,  # left out of the JSON unless channels are read as speakers, so mixed outputs are unchanged
-        description="Whose speech this is (a channel's name); absent: all channels mixed",
+        description="Whose speech this is (a channel's name, or a diarized speaker's); absent: one voice",
     )
 
     @classmethod
@@ -109,26 +109,53 @@ class TraceSegment(BaseModel):
     is_speech: bool = Field(description="Whether the window holds enough speech to be read")
     reading: EmotionReading | None = Field(default=None, description="The reading; null for non-speech windows")
     speaker: str | None = Field(
-        default=None, exclude_if=_absent, description="Whose channel this window is from; absent: all channels mixed"
+        default=None, exclude_if=_absent, description="Whose speech this window reads (a channel's, or a diarized speaker's); absent: one voice"
     )
     overlap: bool | None = Field(
         default=None,
         exclude_if=_absent,
-        description="True when another speaker's channel also holds speech in this window; absent: all channels mixed",
+        description="True when another speaker also speaks in this window; absent: one voice",
     )
 
 
 class SpeakerSummary(BaseModel):
-    """One speaker (one channel) of a recording read channel by channel."""
+    """One speaker of a recording: a channel read on its own, or the turns a diarizer gave one voice."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)  # nothing non-finite is ever read, stored or served
 
-    speaker: str = Field(description="The channel's name")
-    channel: int = Field(description="The channel's index in the file, from 0")
-    summary: EmotionReading = Field(description="The channel's own reading, aggregated over its windows by speech duration")
-    speech_s: float = Field(description="Seconds of detected speech in this channel")
+    speaker: str = Field(description="The channel's name, or the diarized speaker's (\"speaker 1\", ... in order of first speech)")
+    channel: int | None = Field(
+        default=None, exclude_if=_absent, description="The channel's index in the file, from 0; absent: a diarized speaker"
+    )
+    summary: EmotionReading = Field(description="The speaker's own reading, aggregated over their windows by speech duration")
+    speech_s: float = Field(description="Seconds of this speaker's detected speech")
     speech_ratio: float = Field(description="speech_s / the recording's duration_s")
-    overlap_s: float = Field(description="Seconds of this channel's speech during which another channel speaks too")
+    overlap_s: float = Field(description="Seconds of this speaker's speech during which another speaker speaks too")
+    turns: int | None = Field(default=None, exclude_if=_absent, description="How many turns the diarizer gave this speaker; absent: a channel")
+
+
+class SpeakerTurn(BaseModel):
+    """One turn of one speaker, as the diarizer found it."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    speaker: str = Field(description="Whose turn it is")
+    start_s: float = Field(description="Start of the turn, seconds")
+    end_s: float = Field(description="End of the turn, seconds")
+
+
+class DiarizationNote(BaseModel):
+    """How a one-channel recording was split into speakers, and the turns found."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    backend: str = Field(description="What found the turns (the voice encoder's package and version, the clustering)")
+    num_speakers: int = Field(description="How many speakers were found (or given)")
+    given: bool = Field(description="True when the number of speakers was given, False when the diarizer found it")
+    turns: list[SpeakerTurn] = Field(description="The turns, in time order; each turn's windows are read as its own utterance")
+    overlaps_found: bool = Field(
+        default=False, description="Whether the backend can find two people speaking at once (this one gives each moment to one speaker)"
+    )
 
 
 class EmotionAnalysis(BaseModel):
@@ -159,14 +186,17 @@ class EmotionAnalysis(BaseModel):
     )
     speakers: list[SpeakerSummary] | None = Field(
         default=None,
-        exclude_if=_absent,  # left out of the JSON unless channels are read as speakers
+        exclude_if=_absent,  # left out of the JSON unless channels (or diarized turns) are read as speakers
         description=(
-            "One summary per channel when channels are read as speakers; then `windows` and `segments` hold "
+            "One summary per speaker when channels are read as speakers or turns are diarized; then `windows` and `segments` hold "
             "every channel's, each with its `speaker`, and `summary` aggregates all of them by speech duration"
         ),
     )
     overlap_s: float | None = Field(
         default=None, exclude_if=_absent, description="Seconds in which two or more channels hold speech at once"
+    )
+    diarization: DiarizationNote | None = Field(
+        default=None, exclude_if=_absent, description="With diarize: the backend and the speaker turns it found; absent otherwise"
     )
 
 

@@ -1,9 +1,11 @@
-"""Channels as speakers: one recording's channels, each analysed alone, merged into one analysis.
+"""Speakers: one recording's channels (or a diarizer's speakers), each analysed alone, merged into one analysis.
 
 A call-centre recording often holds the agent on one channel and the customer on the other; mixed to
 one voice their readings average. `EmotionRecognizer.analyze` with `AnalysisOptions(channels=(...))`
 reads each channel as its own recording and hands the per-channel analyses here, which names their
 readings, marks the trace windows where another channel speaks too, and aggregates the summaries.
+With `AnalysisOptions(diarize=True)` each speaker the diarizer finds in one-channel audio is such a
+"channel": the recording with the other speakers' turns silenced, its windows planned inside its turns.
 Pure functions over result types and sample spans; no torch.
 
 Layer 2, the engine (`emotion_tool.engine`).
@@ -33,6 +35,8 @@ def merge_channels(
     window_outputs: Sequence[tuple[np.ndarray, np.ndarray, Sequence[float]]],
     min_confidence: float,
     channel_warnings: Sequence[Sequence[str]],
+    channels: Sequence[int | None] | None = None,
+    turns: Sequence[int] | None = None,
 ) -> EmotionAnalysis:
     """One analysis of a recording from the analyses of its channels.
 
@@ -46,6 +50,9 @@ def merge_channels(
         min_confidence: the uncertain threshold the readings were made with.
         channel_warnings: the warnings that belong to one channel (e.g. no speech in it); they are named
             after their speaker, the others (random weights, calibration) are kept once.
+        channels: each speaker's channel index in the file (default: 0, 1, ...); None for a diarized speaker,
+            whose "channel" is the recording with the other speakers' turns silenced.
+        turns: each diarized speaker's number of turns; None for channels.
 
     Returns:
         The analysis: `speakers` holds a summary per channel, `windows` and `segments` every channel's
@@ -74,8 +81,8 @@ def merge_channels(
     speaking = [[seg.is_speech for seg in a.segments] for a in analyses]
     for c, (a, name) in enumerate(zip(analyses, speakers)):
         summaries.append(SpeakerSummary(
-            speaker=name, channel=c, summary=a.summary.model_copy(update={"speaker": name}),
-            speech_s=a.speech_s, speech_ratio=a.speech_ratio, overlap_s=overlap[c],
+            speaker=name, channel=c if channels is None else channels[c], summary=a.summary.model_copy(update={"speaker": name}),
+            speech_s=a.speech_s, speech_ratio=a.speech_ratio, overlap_s=overlap[c], turns=None if turns is None else turns[c],
         ))  # fmt: skip
         windows += [(w.start_s, c, w.model_copy(update={"speaker": name})) for w in a.windows]
         for i, seg in enumerate(a.segments):

@@ -190,7 +190,8 @@ def analysis_rows(
     operating_point: str, model_id: str, random_weights: bool, calibration: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The item's rows: its trace segments (if any), then, with channels read as speakers, a
-    `kind="speaker"` row per channel (`segment`: the channel's index), then the recording row. Times
+    `kind="speaker"` row per channel (`segment`: the channel's index), with diarized speakers a
+    `kind="speaker"` row per speaker and a `kind="turn"` row per turn, then the recording row. Times
     are seconds from the start of the file; readings absent (None) where there is none."""
     base = {name: None for name, _ in columns(labels)}
     base.update(
@@ -221,6 +222,12 @@ def analysis_rows(
          "is_speech": p.speech_s > 0, **reading(p.summary)}
         for p in analysis.speakers or []
     ]  # fmt: skip
+    if analysis.diarization is not None:  # each turn's reading (a turn longer than 30 s: one row per window of it)
+        rows += [
+            {**base, "kind": "turn", "segment": i, "speaker": w.speaker, "start_s": offset + w.start_s, "end_s": offset + w.end_s,
+             "duration_s": w.end_s - w.start_s, "is_speech": True, **reading(w)}
+            for i, w in enumerate(analysis.windows)
+        ]  # fmt: skip
     rows.append({
         **base, "kind": "recording", "start_s": offset, "end_s": offset + analysis.duration_s,
         "duration_s": analysis.duration_s, "speech_ratio": analysis.speech_ratio, "is_speech": analysis.speech_s > 0,

@@ -74,20 +74,34 @@ def _finish(ax_p: Any, ax_d: Any, *, top: float, xlabel: str, title: str, random
 def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
     """Saves a PNG of the analysis' trace (or of its windows when no trace was asked for).
 
-    Non-speech trace windows are left blank and shaded.
+    Non-speech trace windows are left blank and shaded. An analysis read by speakers (channels, or
+    diarized turns) gets one lane per speaker under a strip of who speaks when.
     """
+    if analysis.speakers is not None:
+        return _plot_speaker_lanes(analysis, path)
+    spans, readings = _spans_and_readings(analysis, analysis.segments, analysis.windows)
+    fig, ax_p, ax_d = _two_panels()
+    _draw_trace(ax_p, ax_d, spans, readings, analysis.labels)
+    s = analysis.summary
+    title = f"{analysis.source or 'audio'}: {s.label} ({s.confidence:.2f})"
+    _finish(ax_p, ax_d, top=1, xlabel="time (s)", title=title, random_weights=analysis.random_weights)
+    return save_figure(fig, path)
+
+
+def _spans_and_readings(analysis: EmotionAnalysis, segments: Sequence[Any], windows: Sequence[EmotionReading]):
+    """The trace's windows and readings (None where not read), or the summary windows when there is no trace."""
     if analysis.segments:
-        spans = [(s.start_s, s.end_s) for s in analysis.segments]
-        readings: list[EmotionReading | None] = [s.reading for s in analysis.segments]
-    else:
-        spans = [(w.start_s, w.end_s) for w in analysis.windows]
-        readings = list(analysis.windows)
+        return [(s.start_s, s.end_s) for s in segments], [s.reading for s in segments]
+    return [(w.start_s, w.end_s) for w in windows], list(windows)
+
+
+def _draw_trace(ax_p: Any, ax_d: Any, spans: Sequence[tuple[float, float]], readings: Sequence[EmotionReading | None], labels: Sequence[str]) -> None:
+    """Probabilities stacked over time on `ax_p`, the dimensions as lines on `ax_d`; unread windows shaded."""
+    if not spans:
+        return
     centres = np.array([(a + b) / 2 for a, b in spans])
-    labels = analysis.labels
     probs = np.array([[r.probabilities[lab] if r else np.nan for lab in labels] for r in readings])
     dims = {d: np.array([getattr(r, d) if r else np.nan for r in readings]) for d in DIMENSIONS}
-
-    fig, ax_p, ax_d = _two_panels()
     if len(centres) == 1:  # one window: draw it across its span
         centres = np.array(spans[0])
         probs = np.repeat(probs, 2, axis=0)
@@ -105,9 +119,50 @@ def plot_trace(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
                 ax.axvspan(a, b, color="#eeeeee", zorder=0, lw=0)
     for d, values in dims.items():
         ax_d.plot(centres, values, label=d, color=DIM_COLOURS[d], marker="o" if len(centres) < 40 else None)
-    s = analysis.summary
-    title = f"{analysis.source or 'audio'}: {s.label} ({s.confidence:.2f})"
-    _finish(ax_p, ax_d, top=1, xlabel="time (s)", title=title, random_weights=analysis.random_weights)
+
+
+SPEAKER_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+
+
+def _plot_speaker_lanes(analysis: EmotionAnalysis, path: str | os.PathLike) -> Path:
+    """Who speaks when (a strip: diarized turns, or each channel's read windows), then per speaker its
+    probabilities and dimensions over the same time axis."""
+    speakers = analysis.speakers or []
+    n = len(speakers)
+    fig, axes = pyplot().subplots(
+        1 + 2 * n, 1, figsize=(10, 1.4 + 3.4 * n), sharex=True, gridspec_kw={"height_ratios": [0.5 + 0.25 * n] + [2, 1.3] * n}
+    )
+    strip = axes[0]
+    for k, p in enumerate(speakers):
+        if analysis.diarization is not None:
+            spans = [(t.start_s, t.end_s) for t in analysis.diarization.turns if t.speaker == p.speaker]
+        elif analysis.segments:
+            spans = [(s.start_s, s.end_s) for s in analysis.segments if s.speaker == p.speaker and s.is_speech]
+        else:
+            spans = [(w.start_s, w.end_s) for w in analysis.windows if w.speaker == p.speaker]
+        strip.broken_barh([(a, b - a) for a, b in spans], (n - 1 - k + 0.15, 0.7), color=SPEAKER_COLOURS[k % len(SPEAKER_COLOURS)])
+    strip.set_yticks([n - 1 - k + 0.5 for k in range(n)], [p.speaker for p in speakers])
+    strip.set_ylim(0, n)
+    strip.set_xlim(0, analysis.duration_s)
+    how = f"diarized by {analysis.diarization.backend.split(' voice encoder')[0]}" if analysis.diarization is not None else "one per channel"
+    title = f"{analysis.source or 'audio'}: {n} speakers ({how})"
+    strip.set_title(title + (" — RANDOM WEIGHTS, readings mean nothing" if analysis.random_weights else ""), fontsize=10)
+    for k, p in enumerate(speakers):
+        ax_p, ax_d = axes[1 + 2 * k], axes[2 + 2 * k]
+        segments = [s for s in analysis.segments if s.speaker == p.speaker]
+        windows = [w for w in analysis.windows if w.speaker == p.speaker]
+        spans, readings = _spans_and_readings(analysis, segments, windows)
+        _draw_trace(ax_p, ax_d, spans, readings, analysis.labels)
+        s = p.summary
+        ax_p.set_ylim(0, 1)
+        ax_p.set_ylabel("probability")
+        ax_d.set_ylim(0, 1)
+        ax_d.set_ylabel("0..1")
+        ax_p.set_title(f"{p.speaker}: {s.label} ({s.confidence:.2f}; valence {s.valence:.2f}, arousal {s.arousal:.2f})", fontsize=9, loc="left")
+        if k == 0:
+            ax_p.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+            ax_d.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axes[-1].set_xlabel("time (s)")
     return save_figure(fig, path)
 
 
