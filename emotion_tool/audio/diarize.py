@@ -7,9 +7,10 @@ at run time; the network and its mel front end are run here (the package's own a
 webrtcvad and librosa, which it only needs for its preprocessing), and give its numbers to within float
 rounding.
 
-How turns are found: the speech spans of the voice activity detector are joined, read as 1.6-s windows
-every 0.2 s, and the windows' d-vectors clustered (average linkage over cosine distance: the number of
-speakers where it is given, else clusters stop merging at `threshold`); each 10-ms frame takes the
+How turns are found: each speech span of the voice activity detector is read as 1.6-s windows every
+0.2 s (a shorter span repeated to fill one), and the windows' d-vectors clustered (average linkage over cosine distance), into the number of speakers
+where it is given, else into the number whose clusters stand apart best (silhouette) among those whose
+speakers are at least `threshold` apart (one speaker where none is); each 10-ms frame takes the
 speaker whose windows over it are most alike, runs shorter than `min_turn_s` inside a speech span join a
 neighbour (a short span between pauses keeps its own speaker), and a speaker's turns closer than
 `join_gap_s` become one. One speaker per moment: speech of two people at
@@ -52,7 +53,7 @@ class DiarizeOptions:
 
     num_speakers: int | None = None  # None: found (at most max_speakers)
     max_speakers: int = 8
-    threshold: float = 0.3  # cosine distance at which clusters of windows stop merging (when the number is found)
+    threshold: float = 0.15  # when the number is found: the least cosine distance between two speakers' mean d-vectors
     min_turn_s: float = 0.5  # shorter runs of one speaker are given to a neighbour
     join_gap_s: float = 2.0  # a speaker's turns with less silence between them (and no one else) are one turn
 
@@ -172,9 +173,7 @@ class Diarizer:
         # Each speech span read on its own, so that no window mixes the voices on both sides of a pause.
         per_span = [self.embed((wav[s:e] * gain).astype(np.float32)) for s, e in spans]
         vectors = np.concatenate(per_span)
-        # Spans too short for a full window give noisy d-vectors: they join the clusters, they do not found them.
-        full = [v for (s, e), v in zip(spans, per_span) if e - s >= _WINDOW_FRAMES * _HOP]
-        centroids = _cluster(np.concatenate(full) if full else vectors, k, o)
+        centroids = _cluster(vectors, k, o)
         frame_labels = []
         for (s, e), v in zip(spans, per_span):  # each frame: the speaker whose windows over it are most alike
             n_frames = max(1, int(np.ceil((e - s) / _HOP)))
@@ -202,18 +201,53 @@ def _cluster(vectors: np.ndarray, k: int | None, o: DiarizeOptions) -> np.ndarra
         return _normalise(vectors.mean(axis=0, keepdims=True))
     picked = np.linspace(0, n - 1, min(n, _MAX_CLUSTERED)).round().astype(int)
     sample = vectors[picked]
-    if k is not None:
-        model = AgglomerativeClustering(n_clusters=min(k, len(sample)), metric="cosine", linkage="average")
+    if k is not None:  # k clusters of at least 2 windows each, lone windows (outliers) set aside, where that can be had
+        found = AgglomerativeClustering(n_clusters=min(k, len(sample)), metric="cosine", linkage="average").fit_predict(sample)
+        for n_clusters in range(k + 1, min(len(sample), k + 8)):
+            if np.bincount(found).min() >= 2:
+                break
+            labels = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine", linkage="average").fit_predict(sample)
+            big = [c for c in range(n_clusters) if (labels == c).sum() >= 2]
+            if len(big) == k:
+                centroids = _normalise(np.stack([sample[labels == c].mean(axis=0) for c in big]))
+                found = (sample @ centroids.T).argmax(axis=1)
     else:
-        model = AgglomerativeClustering(n_clusters=None, distance_threshold=o.threshold, metric="cosine", linkage="average")
-    found = model.fit_predict(sample)
-    if k is None and found.max() + 1 > o.max_speakers:
-        found = AgglomerativeClustering(n_clusters=o.max_speakers, metric="cosine", linkage="average").fit_predict(sample)
-    centroids = _normalise(np.stack([sample[found == c].mean(axis=0) for c in range(found.max() + 1)]))
+        found = _found_speakers(sample, o)
+    centroids = _normalise(np.stack([sample[found == c].mean(axis=0) for c in np.unique(found)]))
     labels = (vectors @ centroids.T).argmax(axis=1)
     # One refinement step over all windows (those left out of the clustering included).
     kept = [c for c in range(centroids.shape[0]) if np.any(labels == c)]
     return _normalise(np.stack([vectors[labels == c].mean(axis=0) for c in kept]))
+
+
+def _found_speakers(sample: np.ndarray, o: DiarizeOptions) -> np.ndarray:
+    """Cluster labels when the number of speakers is not given.
+
+    Each clustering into 2..max_speakers (average linkage, cosine distance), its lone windows given to
+    the nearest cluster, is a candidate when no two clusters' centroids are closer than `threshold`; of the
+    candidates, the one whose clusters stand apart best (silhouette), a smaller number preferred unless
+    a larger one is clearly better (by 0.02). No candidate: one speaker."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import silhouette_score
+
+    best, best_score = np.zeros(len(sample), dtype=int), -1.0
+    for k in range(2, min(o.max_speakers, len(sample) - 1) + 1):
+        labels = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(sample)
+        sizes = np.bincount(labels)
+        big = [c for c in range(k) if sizes[c] >= 2]
+        if len(big) < 2:
+            continue
+        centroids = _normalise(np.stack([sample[labels == c].mean(axis=0) for c in big]))
+        labels = (sample @ centroids.T).argmax(axis=1)  # a lone window (an outlier) joins the nearest cluster
+        if len(np.unique(labels)) < len(big):
+            continue
+        apart = 1 - centroids @ centroids.T
+        if apart[~np.eye(len(big), dtype=bool)].min() < o.threshold:
+            continue
+        score = silhouette_score(sample, labels, metric="cosine")
+        if score > best_score + (0.02 if best_score > -1 else 0.0):
+            best, best_score = labels, score
+    return best
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
