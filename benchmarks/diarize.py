@@ -149,7 +149,7 @@ def main() -> int:
         "scenes": rows,
     }
     print(f"Diarizer: {report['backend']}\nCPU: {report['cpu']}, {report['threads']} threads; 10-ms frames, no collar\n")
-    print(f"| conversation | audio | turns (found) | speakers (found) | missed | false alarm | confusion | DER | DER, number given | one-voice baseline DER | diarizer s / audio min |")
+    print("| conversation | audio | turns (found) | speakers (found) | missed | false alarm | confusion | DER | DER, number given | one-voice baseline DER | diarizer s / audio min |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         f, b = r["diarizer"], r["one_voice"]

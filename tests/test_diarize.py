@@ -6,6 +6,7 @@ reading is checked against the same turn read alone, not against a label."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -258,3 +259,99 @@ document.body.setAttribute("data-charts", document.querySelectorAll("#chart svg"
     assert [lane.split("=", 1)[0] for lane in lanes] == ["speaker 1", "speaker 2"] and charts == 2
     assert all("2 turns" in lane for lane in lanes)
     assert "Speakers found by resemblyzer" in done.stdout
+
+
+# --- the trace aligned with a timed transcript ------------------------------------------------------
+
+
+def _write_transcripts(folder: Path, turns: list[tuple[float, float, str]]) -> dict[str, Path]:
+    def stamp(s: float, sep: str) -> str:
+        ms = round(s * 1000)
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+
+    texts = [text for _, text in LINES]
+    srt = "\n".join(f"{i + 1}\n{stamp(s, ',')} --> {stamp(e, ',')}\n{text}\n" for i, ((s, e, _), text) in enumerate(zip(turns, texts)))
+    vtt = "WEBVTT\n\nNOTE the customer's lines carry a voice tag\n\n" + "\n".join(
+        f"{stamp(s, '.')} --> {stamp(e, '.')}\n{'<v speaker 2>' if who == 'customer' else ''}{text}\n" for (s, e, who), text in zip(turns, texts)
+    )
+    words = {"segments": [{"start": s, "end": e, "text": " " + text} for (s, e, _), text in zip(turns, texts)]}
+    paths = {"srt": folder / "t.srt", "vtt": folder / "t.vtt", "json": folder / "t.json"}
+    paths["srt"].write_text(srt)
+    paths["vtt"].write_text(vtt)
+    paths["json"].write_text(json.dumps(words))
+    return paths
+
+
+def test_transcripts_are_read_in_each_format(conversation: Conversation, tmp_path: Path):
+    from emotion_tool.science.transcript import read_transcript
+
+    for kind, path in _write_transcripts(tmp_path, conversation.turns).items():
+        lines = read_transcript(path)
+        assert [line.text for line in lines] == [text for _, text in LINES], kind
+        for line, (s, e, _) in zip(lines, conversation.turns):
+            assert line.start_s == pytest.approx(s, abs=1e-3) and line.end_s == pytest.approx(e, abs=1e-3)
+        if kind == "vtt":
+            assert [line.speaker for line in lines] == [None, "speaker 2", None, "speaker 2"]
+
+
+def test_bad_transcripts_say_what_is_wrong(tmp_path: Path):
+    from emotion_tool.science.transcript import TranscriptError, read_transcript
+
+    cases = {
+        "times.srt": ("1\n00:00:01 --> 00:00:02\nhello\n", "is not 'HH:MM:SS,mmm --> HH:MM:SS,mmm'"),
+        "back.srt": ("1\n00:00:05,000 --> 00:00:02,000\nhello\n", "ends (2.000 s) before it starts"),
+        "empty.vtt": ("WEBVTT\n\n", "no timed lines"),
+        "bad.json": ('{"segments": [{"start": "one", "end": 2, "text": "x"}]}', "item 0 needs numbers"),
+        "nan.json": ('[{"start": NaN, "end": 2, "text": "x"}]', "item 0 needs numbers"),
+        "broken.json": ('[{"start": 1,', "not JSON"),
+        "notes.txt": ("hello", "unknown transcript type '.txt'"),
+    }
+    for name, (text, words) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(TranscriptError, match=re.escape(words)):
+            read_transcript(tmp_path / name)
+    (tmp_path / "latin1.srt").write_bytes("1\n00:00:01,000 --> 00:00:02,000\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(TranscriptError, match="not UTF-8"):
+        read_transcript(tmp_path / "latin1.srt")
+    with pytest.raises(TranscriptError, match="no such transcript file"):
+        read_transcript(tmp_path / "missing.srt")
+
+
+def test_each_line_gets_its_speakers_reading(recognizer, conversation: Conversation, tmp_path: Path):
+    from emotion_tool.science.transcript import align_transcript, read_transcript
+
+    a = recognizer.analyze(conversation.path, options=AnalysisOptions(diarize=True))
+    paths = _write_transcripts(tmp_path, conversation.turns)
+    aligned = align_transcript(a, read_transcript(paths["srt"]))
+    assert [line.speaker for line in aligned] == ["speaker 1", "speaker 2", "speaker 1", "speaker 2"]
+    for line, turn in zip(aligned, a.windows):  # each line lies inside one turn: it gets that turn's reading
+        np.testing.assert_allclose(list(line.reading.probabilities.values()), list(turn.probabilities.values()), atol=1e-6)
+        assert line.reading.speaker == turn.speaker
+    # A name from the transcript wins over who talks most; a line in silence has no reading.
+    tagged = align_transcript(a, read_transcript(paths["vtt"]))
+    assert [line.speaker for line in tagged] == ["speaker 1", "speaker 2", "speaker 1", "speaker 2"]
+    from emotion_tool.engine.results import TranscriptLine
+
+    (quiet,) = align_transcript(a, [TranscriptLine(start_s=0.0, end_s=0.3, text="(silence)")])
+    assert quiet.reading is None and quiet.speaker is None
+    # Mono (no speakers): every line reads the recording's windows over it.
+    mono = align_transcript(recognizer.analyze(conversation.path), read_transcript(paths["json"]))
+    assert all(line.reading is not None and line.speaker is None for line in mono)
+
+
+@pytest.mark.subprocess
+def test_cli_aligns_a_transcript(tiny_checkpoint: Path, conversation: Conversation, tmp_path: Path):
+    paths = _write_transcripts(tmp_path, conversation.turns)
+    out = subprocess.run(
+        [sys.executable, "-m", "emotion_tool.cli", "analyze", str(conversation.path), "--model", str(tiny_checkpoint), "--device", "cpu",
+         "--diarize", "--transcript", str(paths["vtt"]), "--format", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    a = EmotionAnalysis.model_validate_json(out.stdout)
+    assert [line.text for line in a.transcript] == [text for _, text in LINES] and all(line.reading for line in a.transcript)
+    bad = subprocess.run(
+        [sys.executable, "-m", "emotion_tool.cli", "analyze", str(conversation.path), "--model", str(tiny_checkpoint), "--transcript", str(tmp_path / "none.srt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no such transcript file" in bad.stderr

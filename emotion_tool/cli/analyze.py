@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
     add_model_args(p)
     add_calibration_arg(p)
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="output format")
+    p.add_argument("--transcript", metavar="FILE", help="a timed transcript (.srt, .vtt or .json; one file only): each line gets its speaker's reading over it")
     p.add_argument("--plot", metavar="FILE.png", help="draw the trace (several files: one PNG each, named after them; with --channels or --diarize, one lane per speaker)")
     add_analysis_args(p, d, trace_help="also read windows of --window-s every --hop-s")
     p.set_defaults(func=run)
@@ -49,6 +50,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: note: fast operating point {point}: readings differ from the published model's", file=sys.stderr)
     if rec.random_weights:
         print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
+    lines = None
+    if args.transcript:
+        from emotion_tool.science.transcript import read_transcript
+
+        if len(args.paths) > 1:
+            raise ValueError(f"--transcript {args.transcript} belongs to one recording; give one audio file with it")
+        lines = read_transcript(args.transcript)
     results, failed = [], 0
     for path in tqdm(args.paths, desc="files", unit="file", disable=None if len(args.paths) > 1 else True, file=sys.stderr):
         bar = tqdm(desc=Path(path).name, unit="window", leave=False, disable=None, file=sys.stderr)
@@ -60,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             analysis = rec.analyze(path, progress=progress)
+            if lines is not None:
+                from emotion_tool.science.transcript import align_transcript
+
+                analysis = analysis.model_copy(update={"transcript": align_transcript(analysis, lines)})
         except AudioError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
             failed += 1
@@ -126,6 +138,15 @@ def _print_tables(results) -> None:
             for w in a.windows:  # each turn's reading (a turn longer than a window has one per window)
                 t.add_row(w.speaker or "", f"{w.start_s:.1f}", f"{w.end_s:.1f}", w.label + ("?" if w.uncertain else ""),
                           f"{w.confidence:.2f}", f"{w.valence:.2f}", f"{w.arousal:.2f}", f"{w.dominance:.2f}")  # fmt: skip
+            out.print(t)
+        if a.transcript:
+            t = Table(title=f"{a.source}: transcript", title_justify="left", caption="? = uncertain", caption_justify="left")
+            for col in ("start", "end", "speaker", "text", "emotion", "conf.", "val.", "aro.", "dom."):
+                t.add_column(col, justify="left" if col in ("speaker", "text", "emotion") else "right")
+            for line in a.transcript:
+                r = line.reading
+                cells = [r.label + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", f"{r.valence:.2f}", f"{r.arousal:.2f}", f"{r.dominance:.2f}"] if r else ["(not read)", "", "", "", ""]
+                t.add_row(f"{line.start_s:.1f}", f"{line.end_s:.1f}", line.speaker or "", line.text, *cells)
             out.print(t)
         if a.segments:
             t = Table(

@@ -158,6 +158,20 @@ class DiarizationNote(BaseModel):
     )
 
 
+class TranscriptLine(BaseModel):
+    """One timed line (a cue, a sentence or a word) of a transcript, with the reading of its speaker over it."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    start_s: float = Field(description="Start of the line, seconds")
+    end_s: float = Field(description="End of the line, seconds")
+    text: str = Field(description="The words")
+    speaker: str | None = Field(default=None, exclude_if=_absent, description="Who says it: the transcript's name, or the speaker who talks most during it")
+    reading: EmotionReading | None = Field(
+        default=None, description="The speaker's readings over the line, weighted by overlap; null where nothing of theirs was read"
+    )
+
+
 class EmotionAnalysis(BaseModel):
     """The analysis of one recording: a summary reading, the windows behind it, and an optional trace."""
 
@@ -197,6 +211,9 @@ class EmotionAnalysis(BaseModel):
     )
     diarization: DiarizationNote | None = Field(
         default=None, exclude_if=_absent, description="With diarize: the backend and the speaker turns it found; absent otherwise"
+    )
+    transcript: list[TranscriptLine] | None = Field(
+        default=None, exclude_if=_absent, description="With a timed transcript: each line with its speaker's reading; absent otherwise"
     )
 
 
