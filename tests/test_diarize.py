@@ -355,3 +355,26 @@ def test_cli_aligns_a_transcript(tiny_checkpoint: Path, conversation: Conversati
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "no such transcript file" in bad.stderr
+
+
+def test_diarized_speakers_fold_into_their_own_profiles(recognizer, conversation: Conversation):
+    from langgraph.store.memory import InMemoryStore
+
+    from agents.recordings import fold_recording
+    from agents.scale import load_profile
+
+    a = recognizer.analyze(conversation.path, options=AnalysisOptions(diarize=True))
+    store = InMemoryStore()
+    with pytest.raises(ValueError, match="say who 'speaker 1', 'speaker 2' are"):
+        fold_recording(store, a)
+    with pytest.raises(ValueError, match="reads one voice"):
+        fold_recording(store, recognizer.analyze(conversation.path))
+    profiles = fold_recording(store, a, names={"speaker 1": "agent-ann", "speaker 2": "customer-42"})
+    assert set(profiles) == {"agent-ann", "customer-42"}
+    for who, name in (("agent-ann", "speaker 1"), ("customer-42", "speaker 2")):
+        own = [w for w in a.windows if w.speaker == name]
+        stored = load_profile(store, who)
+        assert stored.turns == len(own) == 2
+        assert stored.mean["valence"] == pytest.approx(np.mean([w.valence for w in own]))
+    fold_recording(store, a, names={"speaker 1": "agent-ann", "speaker 2": "customer-42"})  # a retry counts once
+    assert load_profile(store, "agent-ann").turns == 2
