@@ -58,16 +58,8 @@ SCENES = [  # (name, speakers in turn order, pause between turns in seconds)
 ]
 
 
-def _voiced(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    wav, _ = sf.read(path, dtype="float32")
-    loud = np.flatnonzero(np.abs(wav) > 0.01)
-    return wav[loud[0] : loud[-1] + 1]
-
-
 def build(scene: tuple[str, list[str], float], folder: Path) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
-    from helpers import speak
+    from helpers import speak, voiced
 
     name, order, pause = scene
     gap = np.zeros(int(pause * RATE), np.float32)
@@ -78,7 +70,7 @@ def build(scene: tuple[str, list[str], float], folder: Path) -> tuple[np.ndarray
             text = " ".join(LINES[:4])
         elif name.startswith("2 voices, one long"):
             text = ["Yes.", "Right, I see.", "Okay.", "Thanks."][i % 4] if who == "us-female" else LINES[i]
-        wav = _voiced(speak(text, folder / f"{abs(hash((name, i)))}.wav", **VOICES[who]))
+        wav = voiced(speak(text, folder / f"{abs(hash((name, i)))}.wav", **VOICES[who]))
         truth.append((t, t + len(wav), who))
         pieces += [wav, gap]
         t += len(wav) + len(gap)

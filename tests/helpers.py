@@ -39,6 +39,13 @@ def speak(text: str, path: Path, *, rate: int = 16000, voice: str = "en", speed_
     return path
 
 
+def voiced(path: Path) -> np.ndarray:
+    """The 16 kHz samples of `path` where the voice sounds: espeak-ng's own leading and trailing silence trimmed (|x| > 0.01)."""
+    wav, _ = sf.read(path, dtype="float32")
+    loud = np.flatnonzero(np.abs(wav) > 0.01)
+    return wav[loud[0] : loud[-1] + 1]
+
+
 def speak_with_pauses(texts: tuple[str, ...], path: Path, *, pause_s: float = 1.0) -> tuple[Path, list[tuple[float, float]]]:
     """Several sentences separated by `pause_s` of silence (plus `pause_s` before and after).
 
@@ -48,9 +55,7 @@ def speak_with_pauses(texts: tuple[str, ...], path: Path, *, pause_s: float = 1.
     gap = np.zeros(int(pause_s * 16000), dtype=np.float32)
     pieces, bounds, t = [gap], [], pause_s
     for i, text in enumerate(texts):
-        wav, _ = sf.read(speak(text, path.with_name(f"{path.stem}_{i}.wav")), dtype="float32")
-        loud = np.flatnonzero(np.abs(wav) > 0.01)
-        wav = wav[loud[0] : loud[-1] + 1]
+        wav = voiced(speak(text, path.with_name(f"{path.stem}_{i}.wav")))
         bounds.append((t, t + len(wav) / 16000))
         pieces += [wav, gap]
         t += (len(wav) + len(gap)) / 16000

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import speak
+from helpers import speak, voiced
 from emotion_tool import EmotionAnalysis
 from emotion_tool.audio import diarize
 from emotion_tool.audio.diarize import DiarizeOptions, Diarizer, DiarizerUnavailable, SpeakerTurn
@@ -45,19 +45,13 @@ class Conversation:
     turns: list[tuple[float, float, str]]  # where each voice sounds (energy-trimmed), and who it is
 
 
-def _voiced(path: Path) -> np.ndarray:
-    wav, _ = sf.read(path, dtype="float32")
-    loud = np.flatnonzero(np.abs(wav) > 0.01)
-    return wav[loud[0] : loud[-1] + 1]
-
-
 @pytest.fixture(scope="module")
 def conversation(tmp_path_factory: pytest.TempPathFactory) -> Conversation:
     d = tmp_path_factory.mktemp("meeting")
     gap = np.zeros(int(PAUSE_S * RATE), np.float32)
     pieces, turns, t = [gap], [], PAUSE_S
     for i, (who, text) in enumerate(LINES):
-        wav = _voiced(speak(text, d / f"line{i}.wav", **VOICES[who]))
+        wav = voiced(speak(text, d / f"line{i}.wav", **VOICES[who]))
         turns.append((t, t + len(wav) / RATE, who))
         pieces += [wav, gap]
         t += (len(wav) + len(gap)) / RATE

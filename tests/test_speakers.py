@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import speak
+from helpers import speak, voiced
 from emotion_tool import EmotionAnalysis
 from emotion_tool.audio import AudioError
 from emotion_tool.engine.options import AnalysisOptions
@@ -32,19 +32,13 @@ class Call:
     customer_speech: tuple[float, float]
 
 
-def _voiced(path: Path) -> np.ndarray:
-    wav, _ = sf.read(path, dtype="float32")
-    loud = np.flatnonzero(np.abs(wav) > 0.01)
-    return wav[loud[0] : loud[-1] + 1]
-
-
 @pytest.fixture(scope="module")
 def call(tmp_path_factory: pytest.TempPathFactory) -> Call:
     """A calm, slow, low agent on the left; a fast, high, upset customer on the right, talking over the
     agent's last second. Built as two mono files merged by `sox -M`, then cut apart again by `sox remix`."""
     d = tmp_path_factory.mktemp("call")
-    agent = _voiced(speak("Thank you for calling. I will look into your order right away.", d / "a.wav", voice="en-gb", speed_wpm=130, pitch=25))
-    customer = _voiced(speak("No! This is the third time it broke and I want my money back now!", d / "c.wav", voice="en-us", speed_wpm=210, pitch=85))
+    agent = voiced(speak("Thank you for calling. I will look into your order right away.", d / "a.wav", voice="en-gb", speed_wpm=130, pitch=25))
+    customer = voiced(speak("No! This is the third time it broke and I want my money back now!", d / "c.wav", voice="en-us", speed_wpm=210, pitch=85))
     rate, lead = 16000, 0.5
     agent_start = int(lead * rate)
     customer_start = agent_start + len(agent) - int(OVERLAP_S * rate)

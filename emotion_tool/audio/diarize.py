@@ -92,11 +92,12 @@ def _weights_path() -> Path:
     return path
 
 
-def check_available() -> None:
-    """Raises `DiarizerUnavailable`, with the install line, unless the voice encoder's weights and scikit-learn are installed."""
-    _weights_path()
+def check_available() -> Path:
+    """The voice encoder's weights; raises `DiarizerUnavailable`, with the install line, unless they and scikit-learn are installed."""
+    path = _weights_path()
     if importlib.util.find_spec("sklearn") is None:
         raise DiarizerUnavailable(f"diarization clusters the voice encoder's d-vectors with scikit-learn; {INSTALL}")
+    return path
 
 
 def backend_name() -> str:
@@ -128,8 +129,7 @@ class Diarizer:
 
         with self._lock:
             if self._encoder is None:
-                check_available()
-                path = _weights_path()
+                path = check_available()
                 state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
                 encoder = _VoiceEncoder()
                 encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity_")}, strict=True)
@@ -314,13 +314,12 @@ def _mel_frames(wav: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return (power.T @ basis).astype(np.float32)
 
 
-def _encoder_class():
+def _VoiceEncoder():
+    """Resemblyzer's network: LSTM(40 → 256, 3 layers), the last hidden state → linear → ReLU → L2 norm (torch imported on first use)."""
     import torch
     from torch import nn
 
     class VoiceEncoder(nn.Module):
-        """Resemblyzer's network: LSTM(40 → 256, 3 layers), the last hidden state → linear → ReLU → L2 norm."""
-
         def __init__(self) -> None:
             super().__init__()
             self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
@@ -332,8 +331,4 @@ def _encoder_class():
             raw = self.relu(self.linear(hidden[-1]))
             return raw / torch.norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
 
-    return VoiceEncoder
-
-
-def _VoiceEncoder():
-    return _encoder_class()()
+    return VoiceEncoder()

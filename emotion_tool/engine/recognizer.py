@@ -454,17 +454,23 @@ class EmotionRecognizer:
                 f"({', '.join(speakers)}); name one speaker per channel, or mix the channels (channels=None, --channels mix)",
             )
         one = replace(o, channels=None)
-        plans = [self._plan(wav, SAMPLE_RATE, one, name) for wav in waves]
+        return self._read_speakers([self._plan(wav, SAMPLE_RATE, one, name) for wav in waves], speakers, one, o, name, progress)
+
+    def _read_speakers(
+        self, plans: list[_Plan], speakers: Sequence[str], one: AnalysisOptions, o: AnalysisOptions, name: str | None,
+        progress: Progress | None, **merge: Any,
+    ) -> EmotionAnalysis:  # fmt: skip
+        """Reads each speaker's plan (one-voice options `one`) and merges them; `merge` goes to `merge_channels`."""
         analyses, outputs = [], []
-        for c, plan in enumerate(plans):
-            # Progress over all channels: each channel's share of the work counted as equal.
-            step = None if progress is None else (lambda done, total, c=c: progress(c * total + done, len(plans) * total))
+        for k, plan in enumerate(plans):
+            # Progress over all speakers: each speaker's share of the work counted as equal.
+            step = None if progress is None else (lambda done, total, k=k: progress(k * total + done, len(plans) * total))
             probs, dims = self._read_plan(plan, one, step)
             analyses.append(self._assemble(plan, probs, dims, one, name))
             outputs.append((probs[: len(plan.windows)], dims[: len(plan.windows)], plan.weights))
         return merge_channels(
             analyses, speakers=speakers, speech=[p.speech for p in plans], window_outputs=outputs,
-            min_confidence=self._threshold(o), channel_warnings=[p.warnings for p in plans],
+            min_confidence=self._threshold(o), channel_warnings=[p.warnings for p in plans], **merge,
         )  # fmt: skip
 
     def _analyze_diarized(
@@ -490,17 +496,7 @@ class EmotionRecognizer:
             for s, e in spans:
                 masked[s:e] = wav[s:e]
             plans.append(self._plan(masked, SAMPLE_RATE, one, name, speech=spans, turns=spans))
-        analyses, outputs = [], []
-        for k, plan in enumerate(plans):
-            step = None if progress is None else (lambda done, total, k=k: progress(k * total + done, len(plans) * total))
-            probs, dims = self._read_plan(plan, one, step)
-            analyses.append(self._assemble(plan, probs, dims, one, name))
-            outputs.append((probs[: len(plan.windows)], dims[: len(plan.windows)], plan.weights))
-        merged = merge_channels(
-            analyses, speakers=names, speech=[p.speech for p in plans], window_outputs=outputs,
-            min_confidence=self._threshold(o), channel_warnings=[p.warnings for p in plans], channels=[None] * count,
-            turns=[len(spans) for spans in own],
-        )  # fmt: skip
+        merged = self._read_speakers(plans, names, one, o, name, progress, channels=[None] * count, turns=[len(spans) for spans in own])
         note = DiarizationNote(
             backend=diarizer.name, num_speakers=count, given=o.num_speakers is not None,
             turns=[SpeakerTurn(speaker=names[t.speaker], start_s=t.start / SAMPLE_RATE, end_s=t.end / SAMPLE_RATE) for t in found],
