@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from emotion_tool.cli.arguments import add_calibration_arg, add_model_args, options_from_args
+from emotion_tool.cli.arguments import add_calibration_arg, add_model_args, operating_point_arg, options_from_args
 from emotion_tool.errors import CheckpointError
 
 from .options import ServerOptions
@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         "trimmed context in bf16, answers within about a second but moves readings), or e.g. bf16, int8; "
         "shown in emotion://model and named in every result",
     )  # fmt: skip
+    p.add_argument(
+        "--refine-with",
+        metavar="NAME",
+        type=operating_point_arg,
+        default=None,
+        help="streaming sessions: read each utterance at --operating-point first (e.g. live), then again at this "
+        "faithful point (e.g. published or openvino+bf16), whose reading replaces the first in the trace (default: one reading)",
+    )
     p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="streamable-http: port, 0 for any free one (default: 8000)")
@@ -149,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     _log_to_stderr(args.log_level)
     try:
         point = None if args.operating_point is None else str(args.operating_point)
-        options = options_from_args(ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs), operating_point=point)
+        refine = None if args.refine_with is None else str(args.refine_with)
+        options = options_from_args(
+            ServerOptions, args, allow_dirs=tuple(Path(d) for d in args.allow_dirs), operating_point=point, refine_with=refine
+        )
         oauth = _oauth_options(args, token)
         if args.transport == "streamable-http":
             if oauth is None:  # with OAuth every request needs an issuer's token, on any bind

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import anyio
+import anyio.abc
 import anyio.from_thread
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -47,6 +48,16 @@ class AppContext:
     journal: SessionJournal | None = None  # --session-dir: where sessions' readings are appended
     stream_options: StreamOptions = field(default_factory=StreamOptions)  # sample_rate set per session
     updates: Any = None  # a subscriptions.TraceUpdates: who watches which session's trace; None: nobody can
+    refiner: EmotionRecognizer | None = None  # --refine-with: the faithful recognizer that reads session utterances again
+    task_groups: list[anyio.abc.TaskGroup] = field(default_factory=list)  # the serving lifespans' task groups (background work)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Starts `fn(*args)` (a coroutine function) in the background of the latest serving lifespan;
+        False when none is serving (the work is not done)."""
+        if not self.task_groups:
+            return False
+        self.task_groups[-1].start_soon(fn, *args)
+        return True
 
 
 EmotionContext = Context[AppContext, Any]
@@ -134,7 +145,11 @@ class ModelLifespan:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_sweep_sessions, state)
-                yield state
+                state.task_groups.append(tg)
+                try:
+                    yield state
+                finally:
+                    state.task_groups.remove(tg)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -149,8 +164,14 @@ class ModelLifespan:
         recognizer = EmotionRecognizer.from_pretrained(
             o.model, device=o.device, dtype=o.dtype, calibration=o.calibration, operating_point=o.operating_point
         )
+        refiner = None
+        if o.refine_with is not None:
+            refiner = EmotionRecognizer.from_pretrained(
+                o.model, device=o.device, dtype=o.dtype, calibration=o.calibration, operating_point=o.refine_with
+            )
         return AppContext(
             recognizer=recognizer,
+            refiner=refiner,
             options=o,
             paths=self.paths,
             sessions=SessionStore(max_sessions=o.max_sessions, idle_timeout_s=o.session_idle_s, clock=self.clock),
@@ -184,6 +205,11 @@ def trace_of(state: AppContext, session: Session) -> SessionTrace:
     warnings = []
     if state.recognizer.random_weights:
         warnings.append("This checkpoint has random weights (a test model): the readings mean nothing.")
+    if session.unrefined:
+        warnings.append(
+            f"{session.unrefined} utterance(s) kept the fast reading: reading them again at the faithful point failed or "
+            "was stopped (see each utterance's operating_point and refined)."
+        )
     return SessionTrace(
         session_id=session.id,
         sample_rate=session.sample_rate,
@@ -195,6 +221,7 @@ def trace_of(state: AppContext, session: Session) -> SessionTrace:
         random_weights=state.recognizer.random_weights,
         warnings=warnings,
         calibration=state.recognizer.info().calibration,
+        refining=session.refining + len(session.to_refine) if state.refiner is not None else None,
     )
 
 

@@ -147,6 +147,11 @@ class InferenceQueue:
         _QUEUES.add(self)
 
     @property
+    def closed(self) -> bool:
+        """Whether the queue refuses new jobs for good (the server is stopping)."""
+        return self._closed
+
+    @property
     def pending(self) -> int:
         """Jobs admitted and not finished (running or waiting)."""
         return self._admitted

@@ -123,6 +123,10 @@ class SessionJournal:
             [{"kind": "utterance", "received_s": received_s, "reading": r.model_dump(mode="json")} for r in readings],
         )
 
+    def refined(self, session_id: str, reading: UtteranceReading, *, received_s: float) -> None:
+        """Appends a faithful reading that replaces the fast one of the same index (a refinement)."""
+        self._append(session_id, [{"kind": "refined", "received_s": received_s, "reading": reading.model_dump(mode="json")}])
+
     def end(self, session_id: str, *, received_s: float) -> None:
         """Marks the session ended."""
         self._append(session_id, [{"kind": "end", "received_s": received_s}])
@@ -156,8 +160,14 @@ class SessionJournal:
                 kind = record["kind"] if isinstance(record, dict) else None
                 if kind == "utterance":
                     utterances.append(UtteranceReading.model_validate(record["reading"]))
+                elif kind == "refined":
+                    faithful = UtteranceReading.model_validate(record["reading"])
+                    at_index = [i for i, u in enumerate(utterances) if u.index == faithful.index]
+                    if not at_index:
+                        raise ValueError(f"a refined reading of utterance {faithful.index}, which no line before it has")
+                    utterances[at_index[0]] = faithful
                 elif kind != "end":
-                    raise ValueError(f"kind {kind!r} is not utterance or end")
+                    raise ValueError(f"kind {kind!r} is not utterance, refined or end")
                 at = record["received_s"]
                 if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or at < 0:
                     raise ValueError(f"received_s {at!r} is not a time in seconds")

@@ -23,6 +23,7 @@ class ServerOptions:
     device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:N" or "mps"
     dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "float16" or "bfloat16"
     operating_point: str | None = None  # None or "published": reproduces the model; "live": the recommended point for live sessions on a CPU; any name of emotion_tool.engine.operating_point
+    refine_with: str | None = None  # a second, faithful operating point (e.g. "published", "openvino+bf16"): each session utterance is read at operating_point first, then again at this one, which replaces it; None: one reading
     allow_dirs: tuple[Path, ...] = ()  # directories audio_path may read from; none: no file is read
     max_duration_s: float = 600.0  # longest recording analyze_emotion takes, seconds; inf: no limit
     max_request_mb: float = 16.0  # largest base64 payload (audio_base64, chunk_base64) or file, MiB; inf: no limit
@@ -48,6 +49,15 @@ class ServerOptions:
             from emotion_tool.engine.operating_point import OperatingPoint  # torch-free
 
             OperatingPoint.parse(self.operating_point)  # a bad name fails at start-up, not at the first call
+        if self.refine_with is not None:
+            from emotion_tool.engine.operating_point import OperatingPoint
+
+            refine = OperatingPoint.parse(self.refine_with)
+            if refine == OperatingPoint.parse(self.operating_point):
+                raise ValueError(
+                    f"--refine-with {self.refine_with}: that is the point sessions are read at already; give a faster "
+                    "--operating-point (e.g. live) and a faithful --refine-with (e.g. published), or leave --refine-with out"
+                )
         for name, flag in (("max_sessions", "--max-sessions"), ("max_pending", "--max-pending")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -1,5 +1,7 @@
 """Resources and the prompt: the model's description, a session's trace, and the empathetic-reply prompt."""
 
+import json
+
 from mcp.server.mcpserver import UserMessage
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
@@ -17,7 +19,10 @@ def model_info(state: AppContext | None) -> str:
     """The `emotion://model` resource: static, so it reads the lifespan state it is given, not a request's."""
     if state is None:
         raise ResourceNotFoundError("the model is not loaded yet; read emotion://model once the server has started")
-    return state.recognizer.info().model_dump_json(indent=2)
+    info = state.recognizer.info().model_dump(mode="json")
+    if state.refiner is not None:  # --refine-with: sessions' utterances are read a second time, at this point
+        info["sessions_refined_at"] = state.refiner.operating_point(trace=False)
+    return json.dumps(info, indent=2)
 
 
 def session_trace(session_id: str, ctx: EmotionContext) -> str:

@@ -50,6 +50,12 @@ class PushResult(BaseModel):
     received_s: float = Field(description="Seconds of audio received by the session so far")
     speaking: bool = Field(description="Whether an utterance is still going on at the end of this chunk")
     utterances: int = Field(description="Utterances read in the session so far")
+    refined: list[UtteranceReading] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="On a server that refines (--refine-with): faithful readings finished since the last call, each "
+        "replacing the fast reading of the same index in the trace; absent: none",
+    )
 
 
 class SessionTrace(BaseModel):
@@ -68,6 +74,12 @@ class SessionTrace(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="Caveats about these readings")
     calibration: CalibrationNote | None = Field(
         default=None, exclude_if=lambda v: v is None, description="The calibration the probabilities went through; absent: none"
+    )
+    refining: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="On a server that refines (--refine-with): utterances whose faithful reading is still being "
+        "computed (their fast reading stands meanwhile); absent: the server reads once",
     )
 
 
@@ -103,6 +115,11 @@ class Session:
     ended: bool = False
     readings: list[UtteranceReading] = field(default_factory=list)  # final readings so far, kept after the end
     summary: SessionSummary | None = None  # set by end_emotion_session; a repeated end returns it
+    # With a refinement (--refine-with): utterances read fast and waiting to be read again, ...
+    to_refine: list[tuple[Utterance, UtteranceReading]] = field(default_factory=list)
+    refining: int = 0  # ... those handed to the refiner and not finished, ...
+    refined: list[UtteranceReading] = field(default_factory=list)  # ... faithful readings the next push hands out, ...
+    unrefined: int = 0  # ... and those that kept their fast reading (the refinement failed or was stopped)
 
     @property
     def received_s(self) -> float:
@@ -111,16 +128,35 @@ class Session:
     def trace(self) -> list[UtteranceReading]:
         return list(self.readings)
 
-    def read(self, recognizer, utterances: list[Utterance], *, min_confidence: float) -> list[UtteranceReading]:
+    def read(
+        self, recognizer, utterances: list[Utterance], *, min_confidence: float, refine_point: str | None = None
+    ) -> list[UtteranceReading]:
         """Reads utterances the segmenter closed (one window each) and adds the final ones to the trace.
-        Runs off the event loop, as an inference-queue job."""
+        Runs off the event loop, as an inference-queue job.
+
+        With `refine_point` (the server refines), readings are marked as the fast ones (`refined=False`,
+        their point named) and the final ones are queued in `to_refine` for the faithful reading.
+        """
         out = []
         for u in utterances:
             r = read_utterance(recognizer, u, index=len(self.readings), min_confidence=min_confidence)
+            if refine_point is not None:
+                r = r.model_copy(update={"operating_point": recognizer.operating_point(trace=False), "refined": False})
             out.append(r)
             if not u.interim:
                 self.readings.append(r)
+                if refine_point is not None:
+                    self.to_refine.append((u, r))
         return out
+
+    def replace(self, faithful: UtteranceReading) -> bool:
+        """Puts a faithful reading in the place of the fast one with its index; False if it is gone."""
+        for i, kept in enumerate(self.readings):
+            if kept.index == faithful.index:
+                self.readings[i] = faithful
+                self.refined.append(faithful)
+                return True
+        return False
 
 
 class SessionStore:

@@ -1,5 +1,6 @@
 """Tools over live sessions: start one, push raw PCM chunks, read its trace, end it."""
 
+import logging
 from dataclasses import replace
 from typing import Annotated
 
@@ -10,8 +11,8 @@ from pydantic import Field
 
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.engine.results import UtteranceReading
-from emotion_tool.live.segmenter import UtteranceSegmenter
-from emotion_tool.live.streaming import summarize_utterances
+from emotion_tool.live.segmenter import Utterance, UtteranceSegmenter
+from emotion_tool.live.streaming import read_utterance, summarize_utterances
 
 from .app_view import ICONS, TOOL_UI_META
 from .auth import principal
@@ -23,12 +24,15 @@ from .context import (
     tool_errors,
     trace_of,
 )
-from .inference import Job
+from .inference import Job, JobCancelled, ServerBusy
 from .payloads import BYTES_PER_SAMPLE, PcmEncoding, decode_base64, decode_pcm
 from .security import RequestError
 from .sessions import PushResult, Session, SessionStarted, SessionSummary, SessionTrace
 
 __all__ = ["start_emotion_session", "push_audio", "get_emotion_trace", "end_emotion_session", "TOOLS"]
+
+_log = logging.getLogger(__name__)
+_BUSY_RETRY_S = 0.25  # a refinement that finds the queue full waits this long before it asks again
 
 # Parameters are module-level so the SDK can resolve the annotations.
 SessionId = Annotated[str, Field(description="The session_id that start_emotion_session returned", max_length=100)]
@@ -114,7 +118,9 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
             if session.ended:  # end_emotion_session got its turn first
                 raise RequestError(f"session {session_id} has ended; start a new one with start_emotion_session")
             closed = session.segmenter.push(samples)
-            readings = session.read(state.recognizer, closed, min_confidence=state.stream_options.min_confidence)
+            readings = session.read(
+                state.recognizer, closed, min_confidence=state.stream_options.min_confidence, refine_point=_refine_point(state)
+            )
             if state.journal is not None:  # recorded before the caller hears of them
                 state.journal.utterances(session.id, readings, received_s=(session.received + samples.shape[0]) / session.sample_rate)
             return readings
@@ -125,14 +131,17 @@ async def push_audio(ctx: EmotionContext, session_id: SessionId, chunk_base64: C
             session.received += samples.shape[0]
         finally:
             session.in_flight -= 1
+        _refine_later(state, session)
         if state.updates is not None:  # one change of the trace resource per utterance read
             await state.updates.trace_changed(session, times=sum(not r.interim for r in readings))
+        refined, session.refined = session.refined, []
         return PushResult(
             session_id=session.id,
             readings=readings,
             received_s=session.received_s,
             speaking=session.segmenter.speaking,
             utterances=len(session.readings),
+            refined=refined,
         )
 
 
@@ -170,16 +179,25 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
         def finish(job: Job) -> bool:  # one job, so no push can slip in between; True: this call ended it
             if session.ended:
                 return False
-            last = session.read(state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence)
+            last = session.read(
+                state.recognizer, session.segmenter.flush(), min_confidence=state.stream_options.min_confidence,
+                refine_point=_refine_point(state),
+            )  # fmt: skip
             if state.journal is not None:
                 state.journal.utterances(session.id, last, received_s=session.received_s)
-                state.journal.end(session.id, received_s=session.received_s)
             session.ended = True
             return True
 
         session.in_flight += 1
         try:
             ended_here = await state.queue.run(finish)
+            if ended_here:
+                _refine_later(state, session)
+            while session.refining:  # the summary is made of the faithful readings
+                await anyio.sleep(0.02)
+            if ended_here and state.journal is not None:
+                journal = state.journal
+                await anyio.to_thread.run_sync(lambda: journal.end(session.id, received_s=session.received_s))
         finally:
             session.in_flight -= 1
         if ended_here and state.updates is not None:  # the trace's last change: its watchers hear of it and stop
@@ -202,6 +220,66 @@ async def end_emotion_session(ctx: EmotionContext, session_id: SessionId) -> Ses
             speech_s=sum(u.end_s - u.start_s for u in trace.utterances),
         )
         return session.summary
+
+
+def _refine_point(state) -> str | None:
+    """The faithful point utterances are read again at, if the server refines (--refine-with)."""
+    return state.refiner.operating_point(trace=False) if state.refiner is not None else None
+
+
+def _refine_later(state, session: Session) -> None:
+    """Hands the utterances just read fast to the refiner, each as a background job of the inference queue."""
+    jobs, session.to_refine = session.to_refine, []
+    for utterance, fast in jobs:
+        session.refining += 1
+        session.in_flight += 1  # a session never expires under its refinements
+        if not state.spawn(_refine, state, session, utterance, fast):
+            session.refining -= 1
+            session.in_flight -= 1
+            session.unrefined += 1
+
+
+async def _refine(state, session: Session, utterance: Utterance, fast: UtteranceReading) -> None:
+    """Reads one utterance again at the faithful point and puts that reading in the fast one's place.
+
+    It waits its turn in the inference queue like any request (asking again while the queue is full, and
+    taking one of its `--max-pending` places while it waits). If it fails or is stopped, the fast reading
+    stays (counted in the trace's warnings).
+    """
+    refiner = state.refiner
+    point = refiner.operating_point(trace=False)
+    min_confidence = state.stream_options.min_confidence
+
+    def read(job: Job) -> UtteranceReading:
+        r = read_utterance(refiner, utterance, index=fast.index, min_confidence=min_confidence)
+        return r.model_copy(update={"operating_point": point, "refined": True, "cut": fast.cut})
+
+    kept = False
+    try:
+        while True:
+            try:
+                faithful = await state.queue.run(read, within_passes=True)
+                break
+            except ServerBusy:
+                if state.queue.closed:
+                    raise
+                await anyio.sleep(_BUSY_RETRY_S)
+        if session.replace(faithful):
+            kept = True
+            if state.journal is not None:
+                journal = state.journal
+                await anyio.to_thread.run_sync(lambda: journal.refined(session.id, faithful, received_s=session.received_s))
+            if state.updates is not None:
+                await state.updates.trace_changed(session)
+    except (JobCancelled, ServerBusy) as e:  # the server is stopping, or the job ran past its time budget
+        _log.warning("utterance %d of session %s keeps its fast reading: %s", fast.index, session.id, e)
+    except Exception:  # a background task's failure must not take the server down with it
+        _log.exception("utterance %d of session %s keeps its fast reading: reading it again failed", fast.index, session.id)
+    finally:
+        if not kept:
+            session.unrefined += 1
+        session.refining -= 1
+        session.in_flight -= 1
 
 
 _WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)

@@ -82,14 +82,14 @@ def add_model_args(
         "--operating-point",
         default=getattr(defaults, "operating_point", None),
         metavar="NAME",
-        type=_operating_point,
+        type=operating_point_arg,
         help=operating_point_help,
     )
     if quantize:
         p.add_argument("--quantize", choices=("int8",), default=LoadOptions.quantize, help=argparse.SUPPRESS)
 
 
-def _operating_point(name: str) -> Any:
+def operating_point_arg(name: str) -> Any:
     """argparse type: an OperatingPoint, or a usage error that lists the accepted names."""
     from emotion_tool.engine.operating_point import OperatingPoint
 
