@@ -227,6 +227,7 @@ def build_empathic_agent(
     transcriber: Transcriber | None = None,
     analysis_options: "AnalysisOptions | None" = None,
     system_prompt: str = SYSTEM_PROMPT,
+    refine_with: "EmotionRecognizer | None" = None,
 ) -> CompiledStateGraph:
     """An emotion-aware conversational agent: perceive → plan → respond (→ transcribe first, if asked).
 
@@ -252,13 +253,17 @@ def build_empathic_agent(
         transcriber: speech-to-text for turns that arrive without words (e.g. `WhisperTranscriber`).
         analysis_options: analysis options for perception (defaults: the recognizer's).
         system_prompt: the responder's system message template.
+        refine_with: a faithful recognizer (e.g. at "published") beside a fast `recognizer` (e.g. at
+            "live"): each turn is answered on the fast reading, then read again faithfully on a thread of
+            its own; the faithful reading replaces the fast one in the history at the thread's next turn,
+            and the speaker's profile is corrected with it (`EmotionPerceptionNode`).
     """
     if db_path is not None and checkpointer is not None:
         raise ValueError(
             "db_path chooses the file of the default SQLite checkpointer and store; pass either it or checkpointer"
         )
     graph = StateGraph(EmpathicState, input_schema=InputState, output_schema=OutputState)
-    graph.add_node("perceive", EmotionPerceptionNode(recognizer, options=analysis_options))
+    graph.add_node("perceive", EmotionPerceptionNode(recognizer, options=analysis_options, refine_with=refine_with))
     graph.add_node("plan", PlannerNode(planning))
     graph.add_node(
         "respond", ResponderNode(resolve_chat_model(chat_model), send_audio=send_audio, system_prompt=system_prompt)

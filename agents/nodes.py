@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, Callable, Collection
 
 import numpy as np
@@ -45,6 +48,12 @@ class EmotionPerceptionNode:
     Audio stays in the state until something clears it (the ready agent's responder does, as the
     turn ends); clear it yourself in graphs without that responder, or each run reads it again.
 
+    With `refine_with` (a second recognizer at a faithful point, beside a fast `recognizer`), the turn
+    is planned and answered on the fast reading (`refined=False`), and the same audio is read again at
+    the faithful point on a thread of its own. The faithful reading takes the fast one's place in the
+    history (`refined=True`) at the thread's next turn, or when `refinements` is asked for it; the
+    planner then corrects the speaker's profile with it.
+
     Example:
         >>> graph = StateGraph(EmpathicState)
         >>> graph.add_node("perceive", EmotionPerceptionNode(recognizer))
@@ -63,6 +72,7 @@ class EmotionPerceptionNode:
         reading_key: str = "reading",
         history_key: str = "emotion_history",
         reading_consumed: bool = False,
+        refine_with: "EmotionRecognizer | None" = None,
     ):
         """
         Args:
@@ -74,6 +84,8 @@ class EmotionPerceptionNode:
             reading_key, history_key: state keys written (`reading_key` is also read).
             reading_consumed: the graph clears `reading_key` after each turn (`EmotionMiddleware`
                 does), so a reading found there is always this turn's, even one equal to the last.
+            refine_with: a faithful recognizer (e.g. at "published") that reads each turn's audio again
+                after the fast reading; its reading replaces the fast one in the history.
         """
         self.recognizer = recognizer
         self.options = options
@@ -85,8 +97,66 @@ class EmotionPerceptionNode:
         self.reading_key = reading_key
         self.history_key = history_key
         self.reading_consumed = reading_consumed
+        self.refine_with = refine_with
+        self._pending: dict[str | None, list[tuple[EmotionTurn, Future]]] = {}  # per thread: fast turns being read again
+        self._pending_lock = threading.Lock()
+        self._refiner = ThreadPoolExecutor(1, thread_name_prefix="emotion-refiner") if refine_with is not None else None
 
-    def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+    def refinements(self, thread_id: str | None = None, *, wait_s: float = 0.0) -> list[EmotionTurn]:
+        """The faithful turns of `thread_id` finished so far (waiting up to `wait_s` for those still being
+        read), each to take its fast turn's place: the node hands them to the history itself at the
+        thread's next turn; after the last turn, write them with
+        `graph.update_state(config, {"emotion_history": turns}, as_node="perceive")`. A turn whose
+        faithful reading failed keeps its fast reading (with a warning)."""
+        with self._pending_lock:
+            jobs = list(self._pending.get(thread_id, []))
+        if wait_s > 0 and jobs:
+            wait_futures([f for _, f in jobs], timeout=wait_s)
+        out = []
+        with self._pending_lock:
+            left = []
+            for fast, future in self._pending.get(thread_id, []):
+                if not future.done():
+                    left.append((fast, future))
+                    continue
+                try:
+                    out.append(future.result())
+                except Exception as e:  # the fast reading stays
+                    warnings.warn(f"turn {fast.turn} keeps its fast reading: reading it again failed: {e}", stacklevel=2)
+            if left:
+                self._pending[thread_id] = left
+            else:
+                self._pending.pop(thread_id, None)
+        return out
+
+    def pending(self, thread_id: str | None = None) -> int:
+        """How many turns of `thread_id` are still being read again at the faithful point."""
+        with self._pending_lock:
+            return sum(not f.done() for _, f in self._pending.get(thread_id, []))
+
+    def __call__(self, state: dict[str, Any], config: RunnableConfig = None) -> dict[str, Any]:  # type: ignore[assignment]
+        thread = (config or {}).get("configurable", {}).get("thread_id") if self.refine_with is not None else None
+        refined = self.refinements(thread) if self.refine_with is not None else []
+        update = self._perceive(state)
+        entry = update[self.history_key]
+        if self.refine_with is not None and entry.source == "audio" and entry.reading is not None:
+            entry = entry.model_copy(update={"operating_point": self.recognizer.operating_point(self.options), "refined": False})
+            audio, rate = state.get(self.audio_key), state.get(self.sample_rate_key)
+            future = self._refiner.submit(self._read_again, entry, audio, rate)  # type: ignore[union-attr]
+            with self._pending_lock:
+                self._pending.setdefault(thread, []).append((entry, future))
+        return {self.reading_key: update[self.reading_key], self.history_key: [*refined, entry] if refined else entry}
+
+    def _read_again(self, fast: EmotionTurn, audio: Any, sample_rate: int | None) -> EmotionTurn:
+        """The faithful reading of a turn read fast (on the refiner's thread)."""
+        assert self.refine_with is not None
+        analysis = self.refine_with.analyze(_turn_audio(audio), sample_rate=sample_rate, options=self.options, name=_audio_name(audio))
+        return fast.model_copy(update={
+            "reading": analysis.summary, "speech_s": analysis.speech_s, "notes": analysis.warnings, "calibration": analysis.calibration,
+            "operating_point": self.refine_with.operating_point(self.options), "refined": True, "replaces": fast.reading,
+        })  # fmt: skip
+
+    def _perceive(self, state: dict[str, Any]) -> dict[str, Any]:
         history = history_of(state, self.history_key)
         given = reading_of(state, self.reading_key)
         turn = dict(
@@ -164,7 +234,9 @@ class PlannerNode:
     With a LangGraph store (the graph's, or a LangGraph server's), the turn is compared with the
     speaker's profile across all their conversations, and then folded into it, under the speaker's
     `profile_lock` so that concurrent conversations of one speaker lose no update; without a store,
-    with the speaker's earlier turns in this conversation.
+    with the speaker's earlier turns in this conversation. Earlier turns whose faithful reading has
+    replaced the fast one (a refinement, `EmotionPerceptionNode(refine_with=...)`) correct the profile
+    first: the fast reading is taken out, the faithful one put in.
     """
 
     def __init__(
@@ -191,19 +263,30 @@ class PlannerNode:
     def __call__(self, state: dict[str, Any], config: RunnableConfig, runtime: Any = None) -> dict[str, Any]:
         current, earlier = self._turn(state)
         store = getattr(runtime, "store", None)
+        refined = [t for t in earlier if t.refined and t.replaces is not None]  # faithful readings not in the profiles yet
+        corrected = [t.model_copy(update={"replaces": None}) for t in refined]
         if store is None:
-            return {self.strategy_key: plan_dialogue(current, earlier, self.config)}
+            plan = plan_dialogue(current, earlier, self.config)
+            return {self.strategy_key: plan, self.history_key: corrected} if corrected else {self.strategy_key: plan}
         # Load, fold in, save: one speaker's conversations running at once would otherwise each save
         # their own update over the other's.
+        thread = (config.get("configurable") or {}).get("thread_id")
+        for speaker in dict.fromkeys(t.speaker for t in refined if t.speaker != current.speaker and t.reading is not None):
+            with profile_lock(store, speaker):  # another speaker's turns of this thread
+                profile = load_profile(store, speaker)
+                if profile is not None:
+                    save_profile(store, _corrected(profile, [t for t in refined if t.speaker == speaker], thread))
         with profile_lock(store, current.speaker):
             profile = load_profile(store, current.speaker)
+            if profile is not None:
+                profile = _corrected(profile, [t for t in refined if t.speaker == current.speaker], thread)
             plan = plan_dialogue(current, earlier, self.config, profile=profile)
             if current.reading is not None:
-                thread = (config.get("configurable") or {}).get("thread_id")
                 turn_id = f"{thread}:{current.turn}" if thread is not None else None
-                updated = (profile or SpeakerProfile(speaker=current.speaker)).add(current.reading, turn_id=turn_id)
-                save_profile(store, updated)
-        return {self.strategy_key: plan}
+                profile = (profile or SpeakerProfile(speaker=current.speaker)).add(current.reading, turn_id=turn_id)
+            if profile is not None:
+                save_profile(store, profile)
+        return {self.strategy_key: plan, self.history_key: corrected} if corrected else {self.strategy_key: plan}
 
     def _turn(self, state: dict[str, Any]) -> tuple[EmotionTurn, list[EmotionTurn]]:
         history = history_of(state, self.history_key)
@@ -219,6 +302,14 @@ class PlannerNode:
             )
             earlier = history
         return current, earlier
+
+
+def _corrected(profile: SpeakerProfile, turns: list[EmotionTurn], thread: str | None) -> SpeakerProfile:
+    """`profile` with each turn's fast reading (`replaces`) replaced by its faithful one."""
+    for t in turns:
+        if t.replaces is not None and t.reading is not None:
+            profile = profile.replace(t.replaces, t.reading, turn_id=f"{thread}:{t.turn}" if thread is not None else None)
+    return profile
 
 
 class ResponderNode:

@@ -33,6 +33,7 @@ PROFILE_NAMESPACE = ("emotion_tool", "speakers")
 """Store namespace prefix; a speaker's profile sits under (*PROFILE_NAMESPACE, speaker)."""
 
 PROFILE_KEY = "profile"
+_REFINED_IDS_KEPT = 64  # refinements that arrive later than this many others are not guarded against a retry
 SET_ASIDE_KEY = "profile.set-aside"  # where a stored profile that fails validation is moved, for a person to look at
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class SpeakerProfile(BaseModel):
     last_turn_id: str | None = Field(
         default=None, description="The last turn folded in (thread and turn), so a retried turn is not counted twice"
     )
+    refined_ids: list[str] = Field(
+        default_factory=list, description="The latest turns whose fast reading was replaced by the faithful one, so a retry replaces once"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SpeakerProfile":
@@ -99,6 +103,36 @@ class SpeakerProfile(BaseModel):
             m2[d] += delta * (x - mean[d])
         labels = {**self.labels, reading.label: self.labels.get(reading.label, 0) + 1}
         return self.model_copy(update=dict(turns=n, mean=mean, m2=m2, labels=labels, last_turn_id=turn_id))
+
+    def replace(self, old: EmotionReading, new: EmotionReading, *, turn_id: str | None = None) -> "SpeakerProfile":
+        """A new profile with `old` (a reading folded in before: a fast one) replaced by `new` (its faithful
+        reading); unchanged when `turn_id` was replaced already, or the profile holds no reading to take out."""
+        if turn_id is not None and turn_id in self.refined_ids or self.turns == 0:
+            return self
+        values = [getattr(new, d) for d in DIMENSIONS]
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in values):
+            raise ValueError(f"a reading with valence/arousal/dominance {values} is not folded into {self.speaker!r}'s profile: they must be finite numbers")
+        n = self.turns
+        mean, m2 = dict(self.mean), dict(self.m2)
+        for d in DIMENSIONS:  # Welford's update backwards for `old`, then forwards for `new`
+            x_old, x_new = float(getattr(old, d)), float(getattr(new, d))
+            if n > 1:
+                rest = (n * mean[d] - x_old) / (n - 1)
+                m2[d] = max(0.0, m2[d] - (x_old - rest) * (x_old - mean[d]))
+                mean[d] = rest
+                delta = x_new - mean[d]
+                mean[d] += delta / n
+                m2[d] += delta * (x_new - mean[d])
+            else:
+                mean[d], m2[d] = x_new, 0.0
+        labels = dict(self.labels)
+        if labels.get(old.label, 0) > 0:
+            labels[old.label] -= 1
+            if not labels[old.label]:
+                del labels[old.label]
+        labels[new.label] = labels.get(new.label, 0) + 1
+        refined_ids = ([*self.refined_ids, turn_id] if turn_id is not None else list(self.refined_ids))[-_REFINED_IDS_KEPT:]
+        return self.model_copy(update=dict(mean=mean, m2=m2, labels=labels, refined_ids=refined_ids))
 
     @classmethod
     def of(cls, speaker: str, readings: "list[EmotionReading]") -> "SpeakerProfile":

@@ -5,6 +5,9 @@ import:
 
 - $EMOTION_TOOL_MODEL: the checkpoint (default MERaLiON/MERaLiON-SER-v1).
 - $EMOTION_TOOL_CALIBRATION: a calibration.json from `emotion-tool calibrate`; unset: none.
+- $EMOTION_TOOL_OPERATING_POINT: the operating point (default published); with
+  $EMOTION_TOOL_REFINE_WITH, a second, faithful one: turns are answered on the first point's reading
+  and the second's replaces it in the history at the thread's next turn (a refinement).
 - $EMOTION_TOOL_AGENT_LLM: a "provider:model" chat model for init_chat_model; unset: the offline
   responder.
 - $EMOTION_TOOL_AGENT_LLM_FACTORY: instead, "package.module:function", a function of no arguments
@@ -34,6 +37,7 @@ from agents.graph import build_empathic_agent
 
 LLM_ENV_VAR = "EMOTION_TOOL_AGENT_LLM"
 CALIBRATION_ENV_VAR = "EMOTION_TOOL_CALIBRATION"
+REFINE_ENV_VAR = "EMOTION_TOOL_REFINE_WITH"
 LLM_FACTORY_ENV_VAR = "EMOTION_TOOL_AGENT_LLM_FACTORY"
 
 _lock = threading.Lock()  # the first callers may arrive together; the weights load once
@@ -106,7 +110,13 @@ def build_graph() -> CompiledStateGraph:
                 calibration=os.environ.get(CALIBRATION_ENV_VAR) or None,
                 operating_point=os.environ.get("EMOTION_TOOL_OPERATING_POINT") or None,
             )
-            graph = build_empathic_agent(recognizer, chat_model=chat_model_from_env(), checkpointer=False, store=False)
+            refine = os.environ.get(REFINE_ENV_VAR) or None
+            faithful = None
+            if refine is not None:  # a second, faithful point: the fast reading answers, this one is kept
+                faithful = EmotionRecognizer.from_pretrained(calibration=os.environ.get(CALIBRATION_ENV_VAR) or None, operating_point=refine)
+            graph = build_empathic_agent(
+                recognizer, chat_model=chat_model_from_env(), checkpointer=False, store=False, refine_with=faithful
+            )
             _graph = _served(graph)
         return _graph
 

@@ -60,6 +60,19 @@ class EmotionTurn(BaseModel):
     )
     transcript: str | None = Field(default=None, description="The user's words, when known")
     notes: list[str] = Field(default_factory=list, description="Caveats about this reading, or why there is none")
+    operating_point: str | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="With a refinement: the operating point that made this reading; absent: the recognizer's one point",
+    )
+    refined: bool | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="With a refinement: False for the fast first reading, True for the faithful one that replaced it",
+    )
+    replaces: EmotionReading | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="With a refinement: the fast reading this faithful one replaced, kept until the planner has "
+        "corrected the speaker's profile with it",
+    )
 
 
 class PlanEvent(BaseModel):
@@ -182,9 +195,20 @@ class DialoguePlan(BaseModel):
 def add_turns(
     left: Sequence[EmotionTurn | dict] | None, right: EmotionTurn | dict | Sequence[EmotionTurn | dict] | None
 ) -> list[EmotionTurn]:
-    """Reducer for `emotion_history`: appends one turn or a list of turns (dicts are validated)."""
+    """Reducer for `emotion_history`: appends one turn or a list of turns (dicts are validated).
+
+    A turn with `refined=True` (the faithful reading of a refinement) takes the place of the entry with
+    its turn number and speaker instead of being appended.
+    """
     new = [] if right is None else [right] if isinstance(right, (EmotionTurn, dict)) else list(right)
-    return [_as_turn(t) for t in (left or [])] + [_as_turn(t) for t in new]
+    out = [_as_turn(t) for t in (left or [])]
+    for turn in map(_as_turn, new):
+        at = [i for i, t in enumerate(out) if turn.refined and t.turn == turn.turn and t.speaker == turn.speaker]
+        if at:
+            out[at[0]] = turn
+        else:
+            out.append(turn)
+    return out
 
 
 def _as_turn(value: EmotionTurn | dict) -> EmotionTurn:

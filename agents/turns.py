@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from langgraph.graph.state import CompiledStateGraph
@@ -153,6 +153,25 @@ class SerialTurnsGraph(CompiledStateGraph):
     `invoke`, `ainvoke`, `stream` and `astream` take the thread's lock for the whole run; runs
     without a thread_id or checkpointer are not locked.
     """
+
+    @property
+    def perception(self) -> Any:
+        """The graph's perception node (an `agents.nodes.EmotionPerceptionNode`), or None."""
+        return getattr(getattr(self.builder.nodes.get("perceive"), "runnable", None), "func", None)
+
+    def apply_refinements(self, config: Any, *, wait_s: float = 60.0) -> list[Any]:
+        """Writes the thread's faithful readings still outstanding into its history (with a refinement,
+        `build_empathic_agent(refine_with=...)`): the next turn does it anyway, so call this after the last
+        one. Waits up to `wait_s` for readings still being computed; returns the turns written."""
+        perceive = self.perception
+        thread_id = _thread_id(config)
+        if not hasattr(perceive, "refinements") or thread_id is None:
+            return []
+        turns = perceive.refinements(thread_id, wait_s=wait_s)
+        if turns:
+            with turn_lock(self.checkpointer, thread_id) if self.checkpointer else nullcontext():
+                self.update_state(config, {"emotion_history": turns}, as_node="perceive")
+        return turns
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
         thread_id = _thread_id(config)

@@ -244,3 +244,57 @@ def test_a_frame_with_a_bad_sample_rate_is_skipped_counted_and_the_audio_after_i
     _, bounds = sentences_wav
     for u, (start_s, end_s) in zip(emotion.trace, bounds):
         assert u.start_s < start_s + 0.3 and u.end_s > end_s - 0.3, (u, start_s, end_s)
+
+
+def test_a_refining_plugin_notes_the_fast_reading_and_keeps_the_faithful_one(tiny_checkpoint, recognizer, sentences_wav):
+    """The faithful readings are held until every turn is noted: each note and `extra["emotion"]` hold the
+    fast reading and say so; after `aclose` the trace holds the faithful readings."""
+    from emotion_tool import EmotionRecognizer
+    from helpers import HeldRecognizer
+
+    fast = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="trimmed")
+    faithful = HeldRecognizer(recognizer)
+    pieces = sentence_frames(sentences_wav, 1)
+
+    async def main():
+        emotion = LiveKitEmotion(fast, refine_with=faithful)
+        agent = Assistant(emotion)
+        turn_over, next_turn = asyncio.Queue(), asyncio.Event()
+
+        async def microphone():
+            for piece in pieces:
+                for frame in piece:
+                    yield frame
+                await turn_over.put(None)
+                await next_turn.wait()
+                next_turn.clear()
+
+        async def consume():
+            async for _ in emotion.tee(microphone()):
+                pass
+
+        task = asyncio.create_task(consume())
+        contexts, messages = [], []
+        for text in SENTENCES:
+            await turn_over.get()
+            ctx, message = llm.ChatContext(), llm.ChatMessage(role="user", content=[text])
+            await agent.on_user_turn_completed(ctx, message)
+            contexts.append(ctx)
+            messages.append(message)
+            next_turn.set()
+        await task
+        faithful.go.set()
+        await emotion.aclose()  # reads what is left, the faithful readings included
+        return emotion, contexts, messages
+
+    try:
+        emotion, contexts, messages = asyncio.run(main())
+    finally:
+        faithful.go.set()
+    for ctx, message in zip(contexts, messages):
+        (note,) = [m.text_content for m in ctx.messages() if is_turn_note(m.text_content)]
+        assert "fast first reading (operating point trimmed)" in note
+        held = message.extra["emotion"]
+        assert held["operating_point"] == "trimmed" and held["utterance"]["refined"] is False
+    assert [(u.index, u.operating_point, u.refined) for u in emotion.trace] == [(i, "published", True) for i in range(len(SENTENCES))]
+    assert emotion.stats.refined == len(SENTENCES)

@@ -127,9 +127,11 @@ class Recorder(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def run_pipeline(recognizer, sentences_wav, *, turns: str, note_wait_s: float = 5.0, recorder=None, llm=None, gaps_s: float = 1.5):
+def run_pipeline(
+    recognizer, sentences_wav, *, turns: str, note_wait_s: float = 5.0, recorder=None, llm=None, gaps_s: float = 1.5, refine_with=None
+):
     """transport audio → perceiver → STT → tagger → (recorder) → user aggregator (Pipecat's VAD and turns) → note → LLM."""
-    perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns=turns, note_wait_s=note_wait_s))
+    perceiver = EmotionPerceiver(recognizer, options=PerceptionOptions(turns=turns, note_wait_s=note_wait_s), refine_with=refine_with)
     stt = ScriptedSTT(SENTENCES)
     llm = llm or RecordingLLM()
     recorder = recorder or Recorder()
@@ -356,3 +358,31 @@ def test_a_frame_with_a_bad_sample_rate_is_skipped_counted_and_the_audio_after_i
     _, bounds = sentences_wav
     for u, (start_s, end_s) in zip(readings, bounds):
         assert u.start_s < start_s + 0.3 and u.end_s > end_s - 0.3, (u, start_s, end_s)
+
+
+def test_a_refining_perceiver_notes_the_fast_reading_the_llm_had_and_keeps_the_faithful_one(tiny_checkpoint, recognizer, sentences_wav):
+    """The faithful readings are held until the LLM has answered every turn: each note is the fast reading
+    and says so; at the end both readings have gone out as frames and the trace holds the faithful ones."""
+    from emotion_tool import EmotionRecognizer
+
+    fast = EmotionRecognizer.from_pretrained(tiny_checkpoint, device="cpu", operating_point="trimmed")
+    faithful = HeldRecognizer(recognizer)
+
+    def on_run():
+        if len(llm.runs) == len(SENTENCES):
+            faithful.go.set()
+
+    llm = RecordingLLM(on_run)
+    try:
+        perceiver, _, llm, _, _, down, _ = run_pipeline(fast, sentences_wav, turns="auto", llm=llm, refine_with=faithful)
+    finally:
+        faithful.go.set()
+    frames = [f.utterance for f in down if isinstance(f, EmotionReadingFrame)]
+    firsts, seconds = [u for u in frames if u.refined is False], [u for u in frames if u.refined is True]
+    assert [u.index for u in firsts] == [u.index for u in seconds] == [0, 1, 2]
+    assert [f.operating_point for f in down if isinstance(f, EmotionReadingFrame) and f.utterance.refined] == ["published"] * 3
+    assert perceiver.trace == seconds and perceiver.stats.refined == 3
+    assert len(llm.runs) == len(SENTENCES)
+    for run, first in zip(llm.runs, firsts):
+        (note,) = [m["content"] for m in run if is_turn_note(m.get("content"))]
+        assert first.reading.describe() in note and "fast first reading (operating point trimmed)" in note

@@ -13,6 +13,11 @@ Turns are cut in one of two ways (`PerceptionOptions.turns`):
   closes the utterance at once; the segmenter still trims silence and drops noise inside a turn.
 "auto" starts with the segmenter and follows the framework from its first turn event on.
 
+A refinement (`refine_with`, a second recognizer at a faithful point) reads each final utterance again
+on a thread of its own: the fast reading is delivered at once (`refined=False`), the faithful one later
+(`refined=True`, same `index`) and takes the fast one's place in what the listener keeps, so a turn's
+note uses whichever of the two is ready when the LLM must run, and names it.
+
 Chunk contract of `feed_pcm16`: 16-bit signed little-endian PCM, channels interleaved (what Pipecat's
 `InputAudioRawFrame.audio` and LiveKit's `rtc.AudioFrame.data` hold), at any rate the segmenter takes
 (`MIN_SAMPLE_RATE`..`MAX_SAMPLE_RATE`); several channels are mixed down. A change of rate or channel
@@ -96,6 +101,8 @@ class ListenerStats:
     bad_frames: int = 0  # frames skipped because they break the chunk contract (a rate of 0 Hz, no channels, ...)
     last_bad_frame: str | None = None  # what was wrong with the latest of them
     turns: str = "segmenter"  # who cuts utterances now: "segmenter", or "pipeline" (the framework's turn events)
+    refined: int = 0  # with a refinement: faithful readings that replaced fast ones
+    refined_latencies_s: list[float] = field(default_factory=list, repr=False)  # their latencies (end of speech to faithful reading)
 
     @property
     def mean_latency_s(self) -> float | None:
@@ -146,12 +153,15 @@ class TurnListener:
         *,
         options: PerceptionOptions = PerceptionOptions(),
         on_reading: Callable[[UtteranceReading | None], None] | None = None,
+        refine_with: _Recognizer | None = None,
     ):
         self.recognizer = recognizer
+        self.refine_with = refine_with
         self.options = options
         self.on_reading = on_reading
         self.stats = ListenerStats()
         self.operating_point = str(recognizer.operating_point())
+        self.refine_point = str(refine_with.operating_point()) if refine_with is not None else None
         self.random_weights = bool(getattr(recognizer, "random_weights", False))
         info = getattr(recognizer, "info", None)  # a wrapper without `info` has no calibration to name
         self.calibration: CalibrationNote | None = info().calibration if info is not None else None
@@ -175,6 +185,13 @@ class TurnListener:
         self._worker_state = _WorkerState(options, recognizer)
         self._handled = 0  # items the worker has handled (worker side)
         self._thread = threading.Thread(target=self._work, name="emotion-turn-listener", daemon=True)
+        self._refining = 0  # loop side: fast readings whose faithful reading has not come back
+        self._to_refine: list[tuple[Any, UtteranceReading]] = []  # worker side: fast readings of the item in hand
+        self._refine_queue: deque[tuple[Any, UtteranceReading] | None] = deque()  # shared, under the condition
+        self._refiner: threading.Thread | None = None
+        if refine_with is not None:
+            self._refiner = threading.Thread(target=self._refine, name="emotion-turn-refiner", daemon=True)
+            self._refiner.start()
         self._thread.start()
 
     # --- the loop's side ------------------------------------------------------------------------------
@@ -186,6 +203,9 @@ class TurnListener:
         self._changed = asyncio.Event()
         with self._cv:
             self._put(("warm", None))
+            if self._refiner is not None:
+                self._refine_queue.append(("warm", None))  # type: ignore[arg-type]
+                self._cv.notify_all()
 
     def feed_pcm16(self, data: bytes | memoryview, sample_rate: int, channels: int, *, received_at: float | None = None) -> None:
         """Queues one frame of interleaved 16-bit PCM; returns at once. Beyond `max_queue_s` of waiting
@@ -236,11 +256,14 @@ class TurnListener:
             self._put(("end", None))
 
     async def flush(self) -> None:
-        """Closes the open utterance and waits until everything fed so far is read and delivered."""
+        """Closes the open utterance and waits until everything fed so far is read and delivered
+        (with a refinement, the faithful readings too)."""
         done = self._require_loop().create_future()
         with self._cv:
             self._put(("flush", done))
         await done
+        if self._refiner is not None:
+            await self.wait_until(lambda: self._refining == 0 or not self._refiner.is_alive(), wait_s=_JOIN_TIMEOUT_S)
 
     @property
     def lag_s(self) -> float:
@@ -316,13 +339,19 @@ class TurnListener:
     def close(self) -> None:
         """Stops the worker and waits for it (up to 30 s); audio not read yet is discarded (`await flush()`
         first to keep it). From async code use `aclose`, which waits off the event loop."""
-        if self._stop_worker() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=_JOIN_TIMEOUT_S)
+        if self._stop_worker():
+            for thread in self._threads():
+                if threading.current_thread() is not thread:
+                    thread.join(timeout=_JOIN_TIMEOUT_S)
 
     async def aclose(self) -> None:
         """`close` for async code: the loop runs on while the worker finishes the reading in hand."""
         if self._stop_worker():
-            await asyncio.to_thread(self._thread.join, _JOIN_TIMEOUT_S)
+            for thread in self._threads():
+                await asyncio.to_thread(thread.join, _JOIN_TIMEOUT_S)
+
+    def _threads(self) -> list[threading.Thread]:
+        return [self._thread] + ([self._refiner] if self._refiner is not None else [])
 
     def _stop_worker(self) -> bool:
         """Tells the worker to stop after the item in hand; False if it was told already."""
@@ -332,6 +361,8 @@ class TurnListener:
             self._closed = True
             self._queue.clear()
             self._queue.append(("stop-worker", None))
+            self._refine_queue.clear()
+            self._refine_queue.append(None)
             self._cv.notify_all()
         return True
 
@@ -357,6 +388,8 @@ class TurnListener:
             log.warning("emotion analysis failed; the pipeline goes on without this reading: %s", error)
         for r in readings:
             if not r.interim:
+                if self._refiner is not None:
+                    self._refining += 1
                 self.stats.utterances += 1
                 self.stats.last_latency_s = r.latency_s
                 self.stats.max_latency_s = max(self.stats.max_latency_s, r.latency_s)
@@ -368,6 +401,26 @@ class TurnListener:
                 self.on_reading(r)
         if self.on_reading is not None and not self.pending:
             self.on_reading(None)
+        if self._changed is not None:
+            self._changed.set()
+
+    def _deliver_refined(self, faithful: UtteranceReading | None, error: str | None) -> None:
+        """Runs on the loop: a faithful reading takes its fast reading's place (or the refinement failed)."""
+        self._refining = max(0, self._refining - 1)
+        if error is not None:
+            self.stats.errors.append(error)
+            log.warning("the faithful reading failed; the fast reading stays: %s", error)
+        if faithful is not None:
+            self.stats.refined += 1
+            self.stats.refined_latencies_s.append(faithful.latency_s)
+            for kept in (self._untaken, self._recent):
+                for i, r in enumerate(kept):
+                    if r.index == faithful.index:
+                        kept[i] = faithful
+            if self.latest is not None and self.latest.index == faithful.index:
+                self.latest = faithful
+            if self.on_reading is not None:
+                self.on_reading(faithful)
         if self._changed is not None:
             self._changed.set()
 
@@ -393,6 +446,11 @@ class TurnListener:
                 error = f"{type(e).__name__}: {e}"
             self._handled += 1
             self._post(self._deliver, readings, state.speaking, self._handled, error, state.following)
+            if self._to_refine:  # after the post: the loop takes in the fast readings before any faithful one
+                with self._cv:
+                    self._refine_queue.extend(self._to_refine)
+                    self._cv.notify_all()
+                self._to_refine = []
             if kind == "flush":
                 self._post(lambda fut: fut.done() or fut.set_result(None), payload)
             elif kind == "mark":  # after the readings above: an utterance open now, and the next final reading's index
@@ -400,13 +458,51 @@ class TurnListener:
 
     def _read(self, utterance: Any) -> UtteranceReading:
         state = self._worker_state
-        r = read_utterance(self.recognizer, utterance, index=state.index, min_confidence=self.options.stream.min_confidence)
+        r = self._shifted(read_utterance(self.recognizer, utterance, index=state.index, min_confidence=self.options.stream.min_confidence))
         if not utterance.interim:
             state.index += 1
-        if state.offset_s:
-            start_s, end_s = r.start_s + state.offset_s, r.end_s + state.offset_s
-            r = r.model_copy(update={"start_s": start_s, "end_s": end_s, "reading": r.reading.model_copy(update={"start_s": start_s, "end_s": end_s})})
+        if self.refine_with is not None:
+            r = r.model_copy(update={"operating_point": self.operating_point, "refined": False})
+            if not utterance.interim:
+                self._to_refine.append((utterance, r))  # handed to the refiner once the fast reading is posted
         return r
+
+    def _shifted(self, r: UtteranceReading) -> UtteranceReading:
+        """`r` with its times moved by the earlier streams' length (after a change of rate)."""
+        offset = self._worker_state.offset_s
+        if not offset:
+            return r
+        start_s, end_s = r.start_s + offset, r.end_s + offset
+        return r.model_copy(update={"start_s": start_s, "end_s": end_s, "reading": r.reading.model_copy(update={"start_s": start_s, "end_s": end_s})})
+
+    def _refine(self) -> None:
+        """The refiner thread: reads each final utterance again at the faithful point."""
+        assert self.refine_with is not None
+        while True:
+            with self._cv:
+                while not self._refine_queue:
+                    self._cv.wait()
+                job = self._refine_queue.popleft()
+            if job is None:
+                return
+            utterance, fast = job
+            if utterance == "warm":
+                try:
+                    _WorkerState(self.options, self.refine_with).warm()
+                except Exception as e:  # the first refinement will report it
+                    log.warning("warming the faithful model up failed: %s", e)
+                continue
+            try:
+                r = read_utterance(self.refine_with, utterance, index=fast.index, min_confidence=self.options.stream.min_confidence)
+                reading = r.reading.model_copy(update={"start_s": fast.start_s, "end_s": fast.end_s})
+                faithful = r.model_copy(update={
+                    "start_s": fast.start_s, "end_s": fast.end_s, "reading": reading, "cut": fast.cut,
+                    "operating_point": self.refine_point, "refined": True,
+                })  # fmt: skip
+            except Exception as e:  # reported on the loop; the fast reading stays
+                self._post(self._deliver_refined, None, f"{type(e).__name__}: {e}")
+                continue
+            self._post(self._deliver_refined, faithful, None)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop

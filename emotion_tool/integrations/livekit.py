@@ -84,13 +84,19 @@ class LiveKitEmotion:
             (`operating_point="live"` is the recommended one on a CPU).
         options: segmentation and LLM-note settings. `turns` is not used: LiveKit's end of turn always
             closes the open utterance, and a realtime model's turn events cut utterances where it sends them.
+        refine_with: a second recognizer at a faithful point (e.g. "published" or "openvino+bf16") with a
+            fast `recognizer` (e.g. "live"): each utterance is read fast, then again faithfully on a thread
+            of its own; the faithful reading replaces the fast one in `trace`, and a turn's note and
+            `extra["emotion"]` use whichever is ready when the turn completes, and say which.
     """
 
-    def __init__(self, recognizer: Any, *, options: PerceptionOptions = PerceptionOptions()):
+    def __init__(self, recognizer: Any, *, options: PerceptionOptions = PerceptionOptions(), refine_with: Any = None):
         self.options = options
         # LiveKit shows an agent no turn starts, only their ends: the segmenter finds the starts, until a
         # realtime model's turn events come (`listen`); from the first on, the listener follows them.
-        self._listener = TurnListener(recognizer, options=replace(options, turns="auto"), on_reading=self._on_reading)
+        self._listener = TurnListener(
+            recognizer, options=replace(options, turns="auto"), on_reading=self._on_reading, refine_with=refine_with
+        )
         self._bound = False
         self._source: str | None = None  # where the audio comes from: "stt" (tee) or "input" (listen)
         self._agent: Any = None
@@ -174,7 +180,7 @@ class LiveKitEmotion:
             new_message.extra[EXTRA_KEY] = {
                 "utterance": reading.model_dump(mode="json"),
                 "utterances": len(readings),
-                "operating_point": self._listener.operating_point,
+                "operating_point": reading.operating_point or self._listener.operating_point,
                 "random_weights": self._listener.random_weights,
                 "calibration": calibration.model_dump(mode="json") if calibration is not None else None,
             }
@@ -230,7 +236,11 @@ class LiveKitEmotion:
             self._listener.feed_pcm16(frame.data, frame.sample_rate, frame.num_channels)
 
     def _on_reading(self, reading: UtteranceReading | None) -> None:
-        if reading is not None and not reading.interim:
+        if reading is None:
+            return
+        if reading.refined:  # the faithful reading of an utterance read fast before
+            self.trace = [reading if r.index == reading.index else r for r in self.trace]
+        elif not reading.interim:
             self.trace.append(reading)
 
     def _note(self, reading: UtteranceReading | None, utterances: int) -> str | None:

@@ -63,9 +63,13 @@ def turn_reading(readings: Sequence[UtteranceReading], *, min_confidence: float)
     first, last = readings[0], readings[-1]
     combined, _ = summarize_utterances(readings, labels=list(first.reading.probabilities), min_confidence=min_confidence)
     assert combined is not None
+    points = list(dict.fromkeys(r.operating_point for r in readings if r.operating_point is not None))
+    kinds = {r.refined for r in readings if r.refined is not None}
     return UtteranceReading(
-        index=first.index, start_s=first.start_s, end_s=last.end_s, reading=combined, cut=last.cut, latency_s=last.latency_s
-    )
+        index=first.index, start_s=first.start_s, end_s=last.end_s, reading=combined, cut=last.cut, latency_s=last.latency_s,
+        operating_point=" and ".join(points) if points else None,  # a refinement may have replaced some fast readings, not all
+        refined=(kinds == {True}) if kinds else None,
+    )  # fmt: skip
 
 
 def turn_note(reading: UtteranceReading | None, *, random_weights: bool = False, utterances: int = 1) -> str:
@@ -82,6 +86,10 @@ def turn_note(reading: UtteranceReading | None, *, random_weights: bool = False,
     span = f"{r.end_s - r.start_s:.1f} s"
     what = f"last utterance ({span})" if utterances == 1 else f"turn ({utterances} utterances over {span})"
     heard = f"A speech emotion model heard the user's {what} as {r.describe()}."
+    if reading.refined is False:  # a refinement: the faithful reading was not ready when the LLM had to run
+        heard += f" This is its fast first reading (operating point {reading.operating_point}); a more faithful one was not ready yet."
+    elif reading.refined:
+        heard += f" This is its faithful reading (operating point {reading.operating_point})."
     if random_weights:
         return f"{NOTE_PREFIX} {heard} The model has random test weights, so this means nothing: reply to the user's words alone."
     certainty = (
@@ -113,8 +121,9 @@ def rcs_perception(
     `voice_valence`, `voice_arousal` and `voice_dominance` (the 0..1 output and `z`, its distance from
     the model's usual level in standard deviations: the population priors the prose note judges by),
     `voice_uncertain` (the rulebook's torn test: the recognizer's flag or a runner-up within
-    `min_margin`), and `voice_model` (the operating point, the calibration's source or "none", and
-    `random_weights=true` for a test checkpoint). `RCS_LEGEND` explains them to the LLM.
+    `min_margin`), and `voice_model` (the operating point, the calibration's source or "none",
+    `reading=fast` or `reading=faithful` with a refinement, and `random_weights=true` for a test
+    checkpoint). `RCS_LEGEND` explains them to the LLM.
     """
     if reading is None:
         return None
@@ -122,6 +131,8 @@ def rcs_perception(
     top = sorted(r.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:2]
     z = THRESHOLDS.priors.z(r)
     model = [f"point={_rcs_value(operating_point)}", f"calibration={_rcs_value(calibration.source) if calibration else 'none'}"]
+    if reading.refined is not None:  # a refinement: "fast" (the faithful reading was not ready) or "faithful"
+        model.append(f"reading={'faithful' if reading.refined else 'fast'}")
     if random_weights:
         model.append("random_weights=true")
     signals = [
@@ -145,7 +156,8 @@ RCS_LEGEND = (
     f"valence z at or below -{THRESHOLDS.low_valence_z:g} sounds negative, arousal z at or above "
     f"+{THRESHOLDS.high_arousal_z:g} sounds agitated. "
     "voice_uncertain value=true: the model is torn, so let the user's words lead. "
-    "voice_model: how the model read the audio and which calibration its probabilities went through; "
+    "voice_model: how the model read the audio and which calibration its probabilities went through "
+    "(reading=fast: a quick first reading, as the faithful one was not ready yet; reading=faithful: the model as published or close to it); "
     "random_weights=true means a test model whose readings mean nothing: ignore them. "
     "The model hears how something is said, not what is meant: treat a reading as a cue, not a fact, "
     "and do not tell the user which emotion was detected or quote these numbers unless they ask."
@@ -166,7 +178,8 @@ def write_note(
     if reading is None:
         return None
     if format == "rcs":
-        return rcs_perception(reading, operating_point=operating_point, calibration=calibration, random_weights=random_weights)
+        point = reading.operating_point or operating_point  # with a refinement: whichever reading the turn has
+        return rcs_perception(reading, operating_point=point, calibration=calibration, random_weights=random_weights)
     return turn_note(reading, random_weights=random_weights, utterances=utterances)
 
 

@@ -111,12 +111,16 @@ class EmotionPerceiver(FrameProcessor):
         recognizer: an `EmotionRecognizer`; its operating point decides speed and fidelity
             (`operating_point="live"` is the recommended one on a CPU).
         options: segmentation, turn source and LLM-note settings.
+        refine_with: a second recognizer at a faithful point (e.g. "published" or "openvino+bf16") with a
+            fast `recognizer` (e.g. "live"): each utterance is read fast, then again faithfully on a thread
+            of its own. Both readings go out as frames (`utterance.refined` False, then True); the faithful
+            one replaces the fast one in `trace`, and a turn's note uses whichever is ready and says which.
     """
 
-    def __init__(self, recognizer: Any, *, options: PerceptionOptions = PerceptionOptions(), **kwargs: Any):
+    def __init__(self, recognizer: Any, *, options: PerceptionOptions = PerceptionOptions(), refine_with: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.options = options
-        self._listener = TurnListener(recognizer, options=options, on_reading=self._on_reading)
+        self._listener = TurnListener(recognizer, options=options, on_reading=self._on_reading, refine_with=refine_with)
         self._out: asyncio.Queue[UtteranceReading] | None = None
         self._sender: asyncio.Task | None = None
         self._transcribed_at_s = 0.0  # stream time of the latest transcription tagged
@@ -190,7 +194,9 @@ class EmotionPerceiver(FrameProcessor):
         """On the loop, as each reading arrives (None: the listener has caught up and no utterance is open)."""
         if reading is None:
             return
-        if not reading.interim:
+        if reading.refined:  # the faithful reading of an utterance read fast before
+            self.trace = [reading if r.index == reading.index else r for r in self.trace]
+        elif not reading.interim:
             self.trace.append(reading)
         if self._out is not None:
             self._out.put_nowait(reading)
@@ -203,14 +209,14 @@ class EmotionPerceiver(FrameProcessor):
                 await self.push_frame(
                     EmotionReadingFrame(
                         utterance=reading,
-                        operating_point=self._listener.operating_point,
+                        operating_point=reading.operating_point or self._listener.operating_point,
                         random_weights=self._listener.random_weights,
                         dropped_s=self._listener.stats.dropped_s,
                         calibration=self._listener.calibration,
                     )
                 )
                 if self.metrics_enabled and not reading.interim:  # Pipecat's metrics observers see the latency too
-                    data = ProcessingMetricsData(processor=self.name, model=self._listener.operating_point, value=reading.latency_s)
+                    data = ProcessingMetricsData(processor=self.name, model=reading.operating_point or self._listener.operating_point, value=reading.latency_s)
                     await self.push_frame(MetricsFrame(data=[data]))
             finally:
                 self._out.task_done()
