@@ -2,6 +2,8 @@
 
     python benchmarks/live.py                  # table on stdout, JSON in benchmarks/results/live-cpu.json
     python benchmarks/live.py --size tiny      # a quick check that the script runs
+    python benchmarks/live.py --points published,openvino+bf16,live --refine live:openvino+bf16
+                                               # with a refinement: a fast reading, then the faithful one
 
 The network is whisper-medium-size with RANDOM weights (speed does not depend on the values). Each
 operating point gets the same espeak-ng recording, fed in 20-ms chunks on the wall clock as a
@@ -70,6 +72,9 @@ class _Timed:
         self.inner = inner
         self.seconds = 0.0
 
+    def __getattr__(self, name):  # operating_point, labels, ...: the wrapped classifier's
+        return getattr(self.inner, name)
+
     def classify_batch(self, waveforms, *, min_confidence=None):
         t = time.perf_counter()
         try:
@@ -98,35 +103,57 @@ class _HubStyle:
         return out
 
 
-def replay(classifier, wav: np.ndarray, *, read_ahead: bool = False) -> dict:
-    """Feeds `wav` at real time; returns latencies, RTF, dropped audio and the readings."""
+def _percentiles(lat: list[float]) -> tuple[float | None, float | None]:
+    return (float(np.percentile(lat, 50)), float(np.percentile(lat, 95))) if lat else (None, None)
+
+
+def replay(classifier, wav: np.ndarray, *, read_ahead: bool = False, refine_with=None) -> dict:
+    """Feeds `wav` at real time; returns latencies, RTF, dropped audio and the readings.
+
+    With `refine_with` (a refinement: `StreamingAnalyzer(classifier, refine_with=...)`) the latencies are the
+    fast readings', and `refined_*` those of the faithful readings that replace them (both from the end of
+    speech); the readings kept are the faithful ones.
+    """
     from emotion_tool.live.streaming import StreamingAnalyzer, StreamOptions
 
     timed = _Timed(classifier)
+    timed_refine = _Timed(refine_with) if refine_with is not None else None
     chunk = int(CHUNK_S * SR)
-    with StreamingAnalyzer(timed, options=StreamOptions(read_ahead=read_ahead)) as an:
+    seen = []
+    with StreamingAnalyzer(timed, options=StreamOptions(read_ahead=read_ahead), refine_with=timed_refine) as an:
         start = time.monotonic()
         for i, k in enumerate(range(0, len(wav), chunk)):
             delay = start + i * CHUNK_S - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             an.feed(wav[k : k + chunk])
+            seen += an.poll()
         fed_s = time.monotonic() - start
-        an.flush()
+        seen += an.flush()
         readings = an.trace
         dropped = an.dropped_s
-    lat = [u.latency_s for u in readings]
-    return {
+    if timed_refine is None:
+        lat = [u.latency_s for u in readings]
+    else:
+        lat = [u.latency_s for u in seen if u.refined is False and not u.interim]
+    p50, p95 = _percentiles(lat)
+    out = {
         "utterances": len(readings),
         "latency_s": lat,
-        "p50_latency_s": float(np.percentile(lat, 50)) if lat else None,
-        "p95_latency_s": float(np.percentile(lat, 95)) if lat else None,
-        "rtf": timed.seconds / (len(wav) / SR),
+        "p50_latency_s": p50,
+        "p95_latency_s": p95,
+        "rtf": (timed.seconds + (timed_refine.seconds if timed_refine else 0.0)) / (len(wav) / SR),
         "dropped_s": dropped,
         "replay_s": fed_s,
         "spans": [(u.start_s, u.end_s) for u in readings],
         "_readings": [u.reading for u in readings],
     }
+    if timed_refine is not None:
+        refined = [u.latency_s for u in seen if u.refined is True]
+        out["refined_latency_s"] = refined
+        out["refined_p50_latency_s"], out["refined_p95_latency_s"] = _percentiles(refined)
+        out["refined_all"] = len(refined) == len(readings) and all(u.refined for u in readings)
+    return out
 
 
 def main() -> int:
@@ -138,13 +165,16 @@ def main() -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the Hub-style baseline")
     p.add_argument("--read-ahead-points", default=",".join(READ_AHEAD_POINTS),
                    help="points replayed once more with StreamOptions(read_ahead=True) (reading during the closing pause); '' for none")
+    p.add_argument("--refine", default="",
+                   help="comma-separated FAST:FAITHFUL pairs replayed as a refinement (StreamingAnalyzer(fast, refine_with=faithful)), "
+                   "e.g. live:published,live:openvino+bf16; '' for none (the default)")
     args = p.parse_args()
     out = args.out or HERE / "results" / ("live-cpu.json" if args.size == "medium" else "live-cpu-tiny.json")
 
     import torch
 
     from emotion_tool.science.agreement import compare_readings
-    from emotion_tool.engine.operating_point import OperatingPoint, cpu_features
+    from emotion_tool.engine.operating_point import OperatingPoint, cpu_features, cpu_model
     from emotion_tool.engine.recognizer import EmotionRecognizer
     from speed import ensure_checkpoint
 
@@ -153,6 +183,12 @@ def main() -> int:
     five = wav[:5 * SR] if len(wav) >= 5 * SR else wav
     points = [str(OperatingPoint.parse(n)) for n in args.points.split(",")]
     ahead_points = {str(OperatingPoint.parse(n)) for n in args.read_ahead_points.split(",") if n.strip()}
+    refinements = []
+    for pair in (x.strip() for x in args.refine.split(",") if x.strip()):
+        if pair.count(":") != 1:
+            p.error(f"--refine {pair!r}: give FAST:FAITHFUL, e.g. live:published")
+        fast_name, faithful_name = (str(OperatingPoint.parse(n)) for n in pair.split(":"))
+        refinements.append((fast_name, faithful_name))
     results: dict[str, dict] = {}
     clip: dict[str, dict] = {}
 
@@ -188,6 +224,14 @@ def main() -> int:
             results[name + AHEAD] = replay(rec, wav, read_ahead=True)
         del rec
         gc.collect()
+    for fast_name, faithful_name in refinements:
+        name = f"{fast_name}, refined at {faithful_name}"
+        print(f"replaying: {name} ...", file=sys.stderr, flush=True)
+        fast_rec, faithful_rec = load(fast_name), load(faithful_name)
+        faithful_rec.classify_batch([five])  # warm-up: the refiner's first read would otherwise pay for it
+        results[name] = replay(fast_rec, wav, refine_with=faithful_rec)
+        del fast_rec, faithful_rec
+        gc.collect()
 
     ref = results.get("published")
     for name, r in results.items():
@@ -208,14 +252,14 @@ def main() -> int:
         "size": args.size,
         "recording_s": len(wav) / SR,
         "recording": f"{len(TEXTS)} espeak-ng sentences, {PAUSE_S:g}-s pauses",
-        "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "cpu": cpu_features().describe(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "cpu_model": cpu_model(), "cpu": cpu_features().describe(), "platform": platform.platform(), "torch": torch.__version__},
         "clip_5s_padded": clip_report,
         "points": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"RANDOM weights, {args.size} size; {report['machine']['cpus']} CPUs, {report['machine']['threads']} threads; CPU: {report['machine']['cpu']}")
+    print(f"RANDOM weights, {args.size} size; {report['machine']['cpus']} CPUs, {report['machine']['threads']} threads; CPU: {report['machine']['cpu_model']} ({report['machine']['cpu']})")
     print(f"recording: {report['recording']}, {report['recording_s']:.1f} s, replayed at real time in {CHUNK_S * 1000:g}-ms chunks\n")
     if "bf16_speedup" in clip_report:
         d = clip_report["bf16_deviation"]
@@ -234,6 +278,19 @@ def main() -> int:
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(lines))
+    refined_rows = [("refinement", "fast p50", "fast p95", "faithful p50", "faithful p95", "all replaced")]
+    for name, r in results.items():
+        if "refined_latency_s" in r and r["refined_p50_latency_s"] is not None:
+            refined_rows.append((
+                name, f"{r['p50_latency_s']:.2f} s", f"{r['p95_latency_s']:.2f} s", f"{r['refined_p50_latency_s']:.2f} s",
+                f"{r['refined_p95_latency_s']:.2f} s", "yes" if r["refined_all"] else "no",
+            ))  # fmt: skip
+    if len(refined_rows) > 1:
+        widths = [max(len(r[i]) for r in refined_rows) for i in range(len(refined_rows[0]))]
+        table = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in refined_rows]
+        table.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        print("\nlatency of both readings (from the end of speech; the faithful one replaces the fast one):")
+        print("\n".join(table))
     print(f"\nwritten to {out}")
     return 0
 

@@ -11,7 +11,12 @@ Each side runs in a fresh process (cold load and peak memory are per process):
 - baseline: what the Hub code does (benchmarks/hub_baseline.py): the whole file incl. decoder,
   transformers WhisperModel, NumPy features, every clip padded to 30 s, batch 1, default threads.
 - emotion-tool, exact (the published operating point), then its opt-in operating points: bf16 (the
-  encoder in bf16 with fp32 accumulation, heads fp32), trimmed context, int8, and their combinations.
+  encoder in bf16 with fp32 accumulation, heads fp32), trimmed context, int8, and their combinations;
+  with OpenVINO installed (`pip install 'emotion-tool[openvino]'`), the encoder through OpenVINO's CPU
+  plugin in f32 ("openvino", an exact path) and bf16 ("openvino+bf16"), loaded once before timing (the
+  first load converts and caches the model: benchmarks/openvino_load.py times that).
+
+The CPU that produced the figures is printed with them and kept in the JSON.
 """
 
 from __future__ import annotations
@@ -187,8 +192,28 @@ def worker_ours(ckpt: Path, audio: np.ndarray, repeats: int) -> dict:
         seconds, readings, _ = trace_run(r, options)
         p, agree, mean_d, max_d = compare_readings(exact_trace, readings)
         fast[name] = {"trace_s": seconds, "deviation": {"max_probability_diff": p, "label_agreement": agree, "mean_dim_diff": mean_d, "max_dim_diff": max_d, "readings": len(readings)}}
+    del bf16, int8
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        print("OpenVINO not installed: its points are left out (pip install 'emotion-tool[openvino]')", file=sys.stderr)
+    else:
+        for name in ("openvino", "openvino+bf16"):
+            r = EmotionRecognizer.from_pretrained(ckpt, device="cpu", operating_point=name)
+            times, readings = clip_run(r, exact)
+            fast[name] = {"clip_s": times, "deviation": _deviation(compare_readings, exact_clips, readings)}
+            del r
     out["fast"] = fast
     return out
+
+
+def _machine() -> dict:
+    from emotion_tool.engine.operating_point import cpu_features, cpu_model
+
+    return {
+        "cpus": os.cpu_count(), "cpu_model": cpu_model(), "cpu": cpu_features().describe(),
+        "platform": platform.platform(), "python": platform.python_version(),
+    }  # fmt: skip
 
 
 def _deviation(compare, exact: dict, fast: dict) -> dict:
@@ -277,14 +302,15 @@ def main() -> int:
     report = {
         "note": f"RANDOM weights ({args.size} size): speed and memory are representative at medium size; deviations are not the published model's",
         "size": args.size,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": _machine(),
         "audio": audio_kind,
         "baseline": base,
         "emotion_tool": ours,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"RANDOM weights, {args.size} size; {os.cpu_count()} CPUs, {ours['threads']} threads; audio: {audio_kind}\n")
+    m = report["machine"]
+    print(f"RANDOM weights, {args.size} size; {os.cpu_count()} CPUs, {ours['threads']} threads; CPU: {m['cpu_model']} ({m['cpu']}); audio: {audio_kind}\n")
     print(_table(json.loads(json.dumps(base)), json.loads(json.dumps(ours))))
     print(f"\nwritten to {args.out}")
     return 0

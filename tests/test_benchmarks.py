@@ -47,7 +47,17 @@ def test_speed_script_runs_on_a_tiny_network(tmp_path):
     for side in ("baseline", "emotion_tool"):
         assert set(report[side]) >= {"load_s", "peak_rss_gb", "clip_s", "trace_s"}
         assert set(report[side]["clip_s"]) == {"1", "5", "15", "30"}
-    assert set(report["emotion_tool"]["fast"]) == {"bf16", "trimmed", "trimmed+bf16", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder"}
+    expected = {"bf16", "trimmed", "trimmed+bf16", "int8", "trimmed+int8", "shared-encoder", "trimmed+int8+shared-encoder"}
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        pass
+    else:  # its f32 path is exact, its bf16 close; both timed beside the torch points
+        expected |= {"openvino", "openvino+bf16"}
+        assert report["emotion_tool"]["fast"]["openvino"]["deviation"]["max_probability_diff"] < 1e-4
+        assert report["emotion_tool"]["fast"]["openvino+bf16"]["deviation"]["label_agreement"] is not None
+    assert set(report["emotion_tool"]["fast"]) == expected
+    assert report["machine"]["cpu_model"] and "CPU: " in proc.stdout
     assert report["emotion_tool"]["trace_windows"] >= 59
 
 
@@ -109,16 +119,23 @@ def test_live_script_replays_points_and_reads_ahead(tmp_path):
     out = tmp_path / "live.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "live.py"), "--size", "tiny", "--points", "published,live", "--no-baseline",
-         "--read-ahead-points", "live", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+         "--read-ahead-points", "live", "--refine", "live:published", "--cache", str(tmp_path / "cache"), "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "RANDOM weights" in proc.stdout
-    points = json.loads(out.read_text())["points"]
-    assert set(points) == {"published", "trimmed+bf16", "trimmed+bf16, read ahead"}
+    assert "RANDOM weights" in proc.stdout and "CPU: " in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpu_model"]  # every table names the CPU that produced it
+    points = report["points"]
+    assert set(points) == {"published", "trimmed+bf16", "trimmed+bf16, read ahead", "trimmed+bf16, refined at published"}
     assert points["published"]["utterances"] == 4 and all(p["dropped_s"] == 0 for p in points.values())
     # Reading ahead changes when a reading is ready, not what it says.
     assert points["trimmed+bf16, read ahead"]["deviation"] == points["trimmed+bf16"]["deviation"]
+    # A refinement has both readings' latencies, and keeps the faithful ones: the published point's numbers.
+    refined = points["trimmed+bf16, refined at published"]
+    assert len(refined["latency_s"]) == len(refined["refined_latency_s"]) == 4 and refined["refined_all"]
+    assert refined["deviation"]["max_probability_diff"] < 1e-5
+    assert "latency of both readings" in proc.stdout
 
 
 @pytest.mark.subprocess
@@ -133,3 +150,22 @@ def test_openvino_load_script_times_a_converting_and_a_cached_load(tmp_path):
     assert loads["openvino+bf16, empty cache"]["source"] == "converted"
     assert loads["openvino+bf16, from the cache"]["source"].startswith("read from the cache")
     assert loads["torch, published"]["source"] == "torch" and "RANDOM weights" in proc.stdout
+
+
+@pytest.mark.subprocess
+def test_utterance_path_script_breaks_one_reading_into_its_parts(tmp_path):
+    out = tmp_path / "path.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "utterance_path.py"), "--size", "tiny", "--points", "published,live", "--repeats", "1",
+         "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RANDOM weights" in proc.stdout and "CPU: " in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpu_model"] and report["closing_pause_s"] == 0.5
+    points = report["points"]
+    assert set(points) == {"published", "trimmed+bf16"}
+    assert points["published"]["frames"] == 1500 and points["trimmed+bf16"]["frames"] < 1500  # the padded context, and the trimmed one
+    for r in points.values():
+        assert all(r[k] > 0 for k in ("features_s", "encoder_s", "pooling_heads_s", "read_s")) and r["rest_s"] >= 0

@@ -144,6 +144,14 @@ def test_operating_point_option(tiny_checkpoint, speech_wav):
     assert both.returncode != 0 and "contradict" in both.stderr
 
 
+def test_a_torch_bf16_point_on_the_cpu_says_how_to_get_the_faster_openvino_path(tiny_checkpoint, speech_wav):
+    out = run("analyze", speech_wav, "--model", tiny_checkpoint, "--format", "json", "--device", "cpu", "--operating-point", "bf16")
+    assert out.returncode == 0, out.stderr
+    assert "tip: --operating-point openvino+bf16" in out.stderr
+    live = run("analyze", speech_wav, "--model", tiny_checkpoint, "--format", "json", "--device", "cpu", "--operating-point", "live")
+    assert live.returncode == 0 and "tip:" not in live.stderr  # not timed for the trimmed context: nothing claimed
+
+
 def test_info_shows_the_cpu_features(tiny_checkpoint):
     out = run("info", "--model", tiny_checkpoint, "--device", "cpu")
     assert out.returncode == 0, out.stderr

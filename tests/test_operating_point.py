@@ -99,3 +99,12 @@ def test_from_flags_adds_spelled_out_choices_and_refuses_contradictions():
     assert str(OperatingPoint.from_flags("trimmed", context="trimmed")) == "trimmed"
     with pytest.raises(ValueError, match="contradict"):
         OperatingPoint.from_flags("bf16", precision="int8")
+
+
+def test_a_torch_bf16_point_with_the_padded_context_on_a_cpu_points_to_openvino():
+    from emotion_tool.engine.operating_point import faster_point_hint
+
+    assert "--operating-point openvino+bf16" in faster_point_hint("bf16")
+    assert "openvino+bf16" in faster_point_hint("bf16+shared-encoder")
+    for point, device in (("published", "cpu"), ("openvino+bf16", "cpu"), ("trimmed+bf16", "cpu"), ("int8", "cpu"), ("bf16", "cuda:0")):
+        assert faster_point_hint(point, device=device) is None, point

@@ -21,6 +21,7 @@ from emotion_tool.cli.arguments import (
     options_from_args,
 )
 from emotion_tool.engine.options import AnalysisOptions
+from emotion_tool.engine.operating_point import faster_point_hint
 
 
 def register(sub: Any) -> None:
@@ -48,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if rec.operating_point(trace=args.trace) != "published":
         point = rec.operating_point(trace=args.trace)
         print(f"{PROG}: note: fast operating point {point}: readings differ from the published model's", file=sys.stderr)
+        hint = faster_point_hint(rec.operating_point_of(trace=args.trace), device=str(rec.device))
+        if hint is not None:
+            print(f"{PROG}: tip: {hint}", file=sys.stderr)
     if rec.random_weights:
         print(f"{PROG}: note: {rec.model_id} has random weights (a test model); its readings mean nothing", file=sys.stderr)
     lines = None

@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
         from emotion_tool.engine.kernels import cpu_kernels
 
         print(f"kernels     {cpu_kernels().describe()}")
+        from emotion_tool.engine.operating_point import faster_point_hint
+
+        hint = faster_point_hint(info.operating_point, device=info.device)
+        if hint is not None:
+            print(f"faster      {hint}")
     if info.calibration is not None:
         c = info.calibration
         print(f"calibration {c.source} (sha256 {c.sha256}): temperature {c.temperature:.4g}{', per-class bias' if c.bias else ''}, "
