@@ -7,9 +7,15 @@ import os
 import sqlite3
 import stat
 import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
+
+try:
+    import fcntl
+except ImportError:  # Windows: set-up is serialized by SQLite alone
+    fcntl = None  # type: ignore[assignment]
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
@@ -75,11 +81,31 @@ def sqlite_checkpointer(path: str | os.PathLike | None = None) -> "SqliteSaver":
     try:
         saver = _saver_class()(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
         saver.db_path = db
-        saver.setup()
+        with _setting_up(db):
+            saver.setup()
     except sqlite3.Error as e:
         conn.close()
         raise unreadable_database(db, e) from e
     return saver
+
+
+@contextmanager
+def _setting_up(db: Path) -> Iterator[None]:
+    """Holds `<db>.setup.lock` while a checkpointer or store creates or migrates its tables.
+
+    Two processes opening a new database at once would otherwise both run the store's migrations, and
+    the second fails on the migration the first has just recorded. The lock is an advisory lock on a
+    file of its own, dropped by the system if the process dies.
+    """
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(f"{db}.setup.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def unreadable_database(db: str | os.PathLike, error: sqlite3.Error) -> RuntimeError:
@@ -107,7 +133,8 @@ def sqlite_store(path: str | os.PathLike | None = None) -> "SqliteStore":
     try:
         store = _store_class()(conn)
         store.db_path = db
-        store.setup()
+        with _setting_up(db):
+            store.setup()
     except sqlite3.Error as e:
         conn.close()
         raise unreadable_database(db, e) from e
