@@ -12,7 +12,7 @@ from pydantic import Field
 from emotion_tool.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from emotion_tool.engine.results import UtteranceReading
 from emotion_tool.live.segmenter import Utterance, UtteranceSegmenter
-from emotion_tool.live.streaming import read_utterance, summarize_utterances
+from emotion_tool.live.streaming import read_again, summarize_utterances
 
 from .app_view import ICONS, TOOL_UI_META
 from .auth import principal
@@ -251,8 +251,7 @@ async def _refine(state, session: Session, utterance: Utterance, fast: Utterance
     min_confidence = state.stream_options.min_confidence
 
     def read(job: Job) -> UtteranceReading:
-        r = read_utterance(refiner, utterance, index=fast.index, min_confidence=min_confidence)
-        return r.model_copy(update={"operating_point": point, "refined": True, "cut": fast.cut})
+        return read_again(refiner, utterance, fast, point=point, min_confidence=min_confidence)
 
     kept = False
     try:

@@ -43,6 +43,16 @@ def sentence_frames(sentences_wav, channels: int) -> list[list[rtc.AudioFrame]]:
     return pieces
 
 
+async def turn_by_turn(pieces, turn_over: asyncio.Queue, next_turn: asyncio.Event):
+    """The frames of each turn, then a word on `turn_over`, waiting for `next_turn` before the next one."""
+    for piece in pieces:
+        for frame in piece:
+            yield frame
+        await turn_over.put(None)
+        await next_turn.wait()
+        next_turn.clear()
+
+
 class Assistant(Agent):
     """An agent wired the way the README says."""
 
@@ -63,13 +73,8 @@ def test_each_user_turn_is_read_and_noted_before_the_llm(recognizer, sentences_w
         agent = Assistant(emotion)
         turn_over, next_turn = asyncio.Queue(), asyncio.Event()
 
-        async def microphone():  # the user's audio as the agent's STT input receives it, turn by turn
-            for piece in pieces:
-                for frame in piece:
-                    yield frame
-                await turn_over.put(None)
-                await next_turn.wait()
-                next_turn.clear()
+        def microphone():  # the user's audio as the agent's STT input receives it, turn by turn
+            return turn_by_turn(pieces, turn_over, next_turn)
 
         seen: list[rtc.AudioFrame] = []
 
@@ -261,13 +266,8 @@ def test_a_refining_plugin_notes_the_fast_reading_and_keeps_the_faithful_one(tin
         agent = Assistant(emotion)
         turn_over, next_turn = asyncio.Queue(), asyncio.Event()
 
-        async def microphone():
-            for piece in pieces:
-                for frame in piece:
-                    yield frame
-                await turn_over.put(None)
-                await next_turn.wait()
-                next_turn.clear()
+        def microphone():
+            return turn_by_turn(pieces, turn_over, next_turn)
 
         async def consume():
             async for _ in emotion.tee(microphone()):

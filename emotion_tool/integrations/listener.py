@@ -47,7 +47,7 @@ from emotion_tool.engine.results import (
     UtteranceReading,
 )
 from emotion_tool.live.segmenter import StreamOptions, UtteranceSegmenter
-from emotion_tool.live.streaming import read_utterance
+from emotion_tool.live.streaming import read_again, read_utterance
 
 __all__ = ["TurnListener", "PerceptionOptions", "ListenerStats"]
 
@@ -493,12 +493,7 @@ class TurnListener:
                     log.warning("warming the faithful model up failed: %s", e)
                 continue
             try:
-                r = read_utterance(self.refine_with, utterance, index=fast.index, min_confidence=self.options.stream.min_confidence)
-                reading = r.reading.model_copy(update={"start_s": fast.start_s, "end_s": fast.end_s})
-                faithful = r.model_copy(update={
-                    "start_s": fast.start_s, "end_s": fast.end_s, "reading": reading, "cut": fast.cut,
-                    "operating_point": self.refine_point, "refined": True,
-                })  # fmt: skip
+                faithful = read_again(self.refine_with, utterance, fast, point=self.refine_point, min_confidence=self.options.stream.min_confidence)
             except Exception as e:  # reported on the loop; the fast reading stays
                 self._post(self._deliver_refined, None, f"{type(e).__name__}: {e}")
                 continue

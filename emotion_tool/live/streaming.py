@@ -27,7 +27,7 @@ from emotion_tool.live.segmenter import (
     UtteranceSegmenter,
 )
 
-__all__ = ["StreamingAnalyzer", "StreamOptions", "read_utterance", "summarize_utterances"]
+__all__ = ["StreamingAnalyzer", "StreamOptions", "read_again", "read_utterance", "summarize_utterances"]
 
 
 class _Classifier(Protocol):
@@ -315,8 +315,7 @@ class StreamingAnalyzer:
                 return
             utterance, fast = job  # type: ignore[misc]
             try:
-                faithful = read_utterance(self.refine_with, utterance, index=fast.index, min_confidence=self.options.min_confidence)
-                faithful = faithful.model_copy(update={"operating_point": self._points[1], "refined": True, "cut": fast.cut})
+                faithful = read_again(self.refine_with, utterance, fast, point=self._points[1], min_confidence=self.options.min_confidence)
             except Exception as e:  # reported by the next poll/push/flush; the fast reading stays
                 with self._cv:
                     self._error = self._error or e
@@ -340,6 +339,19 @@ def _point_of(recognizer: Any) -> str | None:
         return name(trace=False) if callable(name) else None
     except TypeError:
         return None
+
+
+def read_again(
+    recognizer: _Classifier, utterance: Utterance, fast: UtteranceReading, *, point: str | None, min_confidence: float | None = None
+) -> UtteranceReading:
+    """The faithful reading of an utterance read fast before (a refinement): `recognizer`'s reading of
+    the same samples, with the fast reading's index, times and cut, named `point` and `refined=True`.
+    `latency_s` runs from the utterance's last voiced frame to now."""
+    r = read_utterance(recognizer, utterance, index=fast.index, min_confidence=min_confidence)
+    reading = r.reading.model_copy(update={"start_s": fast.start_s, "end_s": fast.end_s})
+    return r.model_copy(update={
+        "start_s": fast.start_s, "end_s": fast.end_s, "reading": reading, "cut": fast.cut, "operating_point": point, "refined": True,
+    })  # fmt: skip
 
 
 def read_utterance(recognizer: _Classifier, utterance: Utterance, *, index: int, min_confidence: float | None = None) -> UtteranceReading:
